@@ -1,0 +1,2 @@
+"""The pure core: pandas / numpy / scikit-learn on frames. No Django imports here
+(an import-linter contract in setup.cfg enforces it)."""

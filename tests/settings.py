@@ -1,0 +1,20 @@
+"""Test settings: the demo shop's settings with fast hashing and an in-memory email outbox.
+
+The plain run uses SQLite (in memory) and eager Celery. The integration run sets
+DATABASE_URL=postgres://... and JOURNEYS_TEST_BROKER_URL=redis://... (see .ci/run)."""
+
+import os
+
+os.environ.pop("CELERY_BROKER_URL", None)
+
+from example_shop.settings import *  # noqa: E402,F401,F403
+from example_shop.settings import DATABASES  # noqa: E402
+
+if "DATABASE_URL" not in os.environ:
+    DATABASES["default"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = "memory://"
+LOGGING = {"version": 1, "disable_existing_loggers": False}
+SECRET_KEY = "tests-only"
