@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "haystack",
     "treebeard",
     "django_tables2",
+    "sorl.thumbnail",
     "rest_framework",
     "django_celery_beat",
 ]
@@ -143,6 +144,22 @@ MEDIA_ROOT = BASE_DIR / "media"
 OSCAR_SHOP_NAME = "Journeys demo shop"
 OSCAR_DEFAULT_CURRENCY = "GBP"
 OSCAR_ALLOW_ANON_CHECKOUT = True
+OSCAR_INITIAL_ORDER_STATUS = "Pending"
+OSCAR_INITIAL_LINE_STATUS = "Pending"
+OSCAR_ORDER_STATUS_PIPELINE = {
+    "Pending": ("Being processed", "Cancelled"),
+    "Being processed": ("Complete", "Cancelled"),
+    "Cancelled": (),
+    "Complete": (),
+}
+OSCAR_ORDER_STATUS_CASCADE = {"Cancelled": "Cancelled", "Complete": "Shipped"}
+OSCAR_LINE_STATUS_PIPELINE = {
+    "Pending": ("Being processed", "Cancelled"),
+    "Being processed": ("Shipped", "Cancelled"),
+    "Shipped": ("Returned",),
+    "Returned": (),
+    "Cancelled": (),
+}
 
 EMAIL_BACKEND = os.environ.get(
     "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"

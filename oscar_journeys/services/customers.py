@@ -239,3 +239,42 @@ def customer_merge_revert(merge, *, actor=None, now=None):
     merge.reverted_by = actor
     merge.save(update_fields=["reverted_at", "reverted_by"])
     return merge
+
+
+def customer_link(*, customer_id, user_id=None, email=None, reason):
+    """The visitor ``customer_id`` turned out to be the account ``user_id``, or the person
+    who gave ``email``: merge the visitor into that customer. An email nobody holds yet
+    simply becomes the visitor's. Two different accounts are never merged automatically.
+    Returns the customer the visitor's events now belong to."""
+    from django.contrib.auth import get_user_model
+
+    visitor = Customer.objects.filter(pk=customer_id).first()
+    if visitor is None:
+        return None
+    visitor = canonical(visitor)
+    if user_id is not None:
+        user = get_user_model()._default_manager.filter(pk=user_id).first()
+        if user is None:
+            return visitor
+        target = customer_for_user(user)
+    else:
+        email = normalize_email(email)
+        target = customer_by_identifier(CustomerIdentifier.EMAIL, email)
+        if target is None:
+            holder = add_identifier(visitor, CustomerIdentifier.EMAIL, email)
+            if holder.pk == visitor.pk:
+                if _fill_profile(visitor, email=email):
+                    visitor.save(update_fields=["email", "updated_at"])
+                return visitor
+            target = holder
+    if target.pk == visitor.pk:
+        return visitor
+    if visitor.user_id and not target.user_id:
+        visitor, target = target, visitor  # the customer with the account survives
+    elif visitor.user_id and target.user_id:
+        logger.warning(
+            "not merging customers %s and %s (%s): both have their own account", visitor.pk, target.pk, reason
+        )
+        return visitor
+    customer_merge(survivor=target, merged=visitor, reason=reason)
+    return target

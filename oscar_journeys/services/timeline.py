@@ -24,6 +24,7 @@ def timeline_record_event(
     currency="",
     category="",
     product=None,
+    product_id=None,
     payload=None,
 ):
     """Append one event to the customer's timeline; return ``(event, created)``.
@@ -41,7 +42,7 @@ def timeline_record_event(
         value=value,
         currency=currency or "",
         category=(category or "")[:255],
-        product=product,
+        product_id=product.pk if product is not None else product_id,
         payload=payload or {},
     )
     if idempotency_key is None:

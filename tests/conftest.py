@@ -1,0 +1,15 @@
+import pytest
+
+
+@pytest.fixture
+def make_customer(db):
+    """Create a customer through the identity service: make_customer(email=..., **profile)."""
+    from oscar_journeys.services.customers import customer_create
+
+    counter = iter(range(1, 10**6))
+
+    def make(**kwargs):
+        kwargs.setdefault("email", f"customer{next(counter)}@example.com")
+        return customer_create(**kwargs)
+
+    return make
