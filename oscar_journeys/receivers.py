@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.apps import apps
 from django.contrib.auth import signals as auth_signals
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models.signals import pre_delete
 
 from . import app_settings
@@ -32,7 +32,12 @@ def guarded(receiver):
         if not app_settings.ENABLED or kwargs.get("raw"):
             return
         try:
-            with transaction.atomic():
+            if transaction.get_connection().in_atomic_block:
+                # Inside the caller's transaction: a savepoint keeps a failure of ours
+                # from aborting it (PostgreSQL would refuse every later query).
+                with transaction.atomic():
+                    receiver(sender, **kwargs)
+            else:
                 receiver(sender, **kwargs)
         except Exception:
             logger.exception("oscar_journeys could not record %s", receiver.__name__)
@@ -49,24 +54,30 @@ def _is_authenticated(user):
 
 
 def customer_for_request(request, user=None):
-    """The customer behind a storefront request; its id is kept in the session so the
-    common case costs one primary-key look-up."""
+    """The customer behind a storefront request. Its id is kept in the session with the
+    user it belongs to, so the common case costs no query. If that customer has since been
+    merged, events still recorded for it are moved by ``timeline_repair``."""
     if user is None:
         user = getattr(request, "user", None)
     user_id = user.pk if _is_authenticated(user) else None
     session = getattr(request, "session", None)
     key = app_settings.SESSION_KEY
-    if session is not None and session.get(key):
-        customer = Customer.objects.only("pk", "merged_into_id", "user_id").filter(pk=session[key]).first()
-        if customer is not None and customer.user_id == user_id:
-            return customer
+    if session is not None and session.get(key) and session.get(key + "_user") == user_id:
+        return Customer(pk=session[key], user_id=user_id)
     if user_id is not None:
         customer = identity.customer_for_user(user)
     else:
         customer = Customer.objects.create()
-    if session is not None:
-        session[key] = customer.pk
+    _remember_customer(request, customer, user_id)
     return customer
+
+
+def _remember_customer(request, customer, user_id):
+    session = getattr(request, "session", None)
+    if session is not None:
+        key = app_settings.SESSION_KEY
+        session[key] = customer.canonical_id
+        session[key + "_user"] = user_id
 
 
 def customer_for_order(order):
@@ -106,8 +117,7 @@ def _identify_visitor(request, user, reason):
     customer = identity.customer_for_user(user)
     if visitor_id and visitor_id != customer.pk:
         _link_on_commit(visitor_id, user_id=user.pk, reason=reason)
-    if session is not None:
-        session[key] = customer.pk
+    _remember_customer(request, customer, user.pk)
     return customer
 
 
@@ -139,17 +149,18 @@ def receive_basket_addition(sender, product, user, request, **kwargs):
     basket = getattr(request, "basket", None)
     line = None
     if basket is not None and basket.pk:
-        line = basket.lines.filter(product=product).values("price_incl_tax", "price_excl_tax", "price_currency").first()
+        # Oscar's add view has just listed the lines for its messages: no query here.
+        line = next((line for line in basket.all_lines() if line.product_id == product.pk), None)
     try:
         quantity = int(request.POST.get("quantity", 1))
     except (TypeError, ValueError):
         quantity = 1
-    price = (line["price_incl_tax"] or line["price_excl_tax"]) if line else None
+    price = (line.price_incl_tax or line.price_excl_tax) if line else None
     timeline_record_event(
         customer=customer,
         type=schema.BASKET_ADDITION,
         value=_money(price * quantity) if price is not None else None,
-        currency=line["price_currency"] if line else "",
+        currency=line.price_currency if line else "",
         product=product,
         category=product_category(product.pk),
         payload={"basket_id": basket.pk if basket else None, "quantity": quantity},
@@ -260,49 +271,55 @@ def receive_order_placed(sender, order, user=None, **kwargs):
         )
     )
     categories = product_categories(line["product_id"] for line in lines)
-    event, created = timeline_record_event(
-        customer=customer,
-        type=schema.ORDER_PLACED,
-        occurred_at=order.date_placed,
-        idempotency_key=f"order:{order.number}",
-        value=_money(order.total_incl_tax),
-        currency=order.currency,
+
+    def event(type, key, value, **fields):
+        return Event(
+            customer_id=customer.canonical_id,
+            recorded_for_id=customer.pk,
+            type=type,
+            occurred_at=order.date_placed,
+            idempotency_key=key,
+            value=_money(value),
+            currency=order.currency,
+            **fields,
+        )
+
+    placed = event(
+        schema.ORDER_PLACED,
+        f"order:{order.number}",
+        order.total_incl_tax,
         payload={
             "order_number": order.number,
             "basket_id": order.basket_id,
             "items": sum(line["quantity"] for line in lines),
             "lines": len(lines),
             "shipping": str(order.shipping_incl_tax),
-            "discount": str(order.total_discount_incl_tax),
             "categories": sorted({c for c in categories.values() if c}),
             "guest": order.user_id is None,
         },
     )
-    if not created:
-        return
-    timeline_record_events(
-        [
-            Event(
-                customer_id=event.customer_id,
-                recorded_for_id=event.recorded_for_id,
-                type=schema.PRODUCT_ORDERED,
-                occurred_at=order.date_placed,
-                source=event.source,
-                idempotency_key=f"order:{order.number}:line:{line['pk']}",
-                value=_money(line["line_price_incl_tax"] or line["line_price_excl_tax"]),
-                currency=order.currency,
-                product_id=line["product_id"],
-                category=categories.get(line["product_id"], ""),
-                payload={
-                    "order_number": order.number,
-                    "quantity": line["quantity"],
-                    "sku": line["partner_sku"],
-                    "title": line["title"],
-                },
-            )
-            for line in lines
-        ]
-    )
+    ordered = [
+        event(
+            schema.PRODUCT_ORDERED,
+            f"order:{order.number}:line:{line['pk']}",
+            line["line_price_incl_tax"] or line["line_price_excl_tax"],
+            product_id=line["product_id"],
+            category=categories.get(line["product_id"], ""),
+            payload={
+                "order_number": order.number,
+                "quantity": line["quantity"],
+                "sku": line["partner_sku"],
+                "title": line["title"],
+            },
+        )
+        for line in lines
+    ]
+    try:
+        # One INSERT for the order and its lines: all or nothing, and once per order
+        # (the keys are unique).
+        timeline_record_events([placed, *ordered])
+    except IntegrityError:
+        logger.info("order %s is already on the timeline", order.number)
 
 
 @guarded

@@ -59,8 +59,11 @@ def canonical(customer):
 
 
 def customer_by_identifier(kind, value):
-    ident = CustomerIdentifier.objects.select_related("customer").filter(kind=kind, value=value).first()
-    return canonical(ident.customer) if ident else None
+    try:
+        ident = CustomerIdentifier.objects.select_related("customer").get(kind=kind, value=value)
+    except CustomerIdentifier.DoesNotExist:
+        return None
+    return canonical(ident.customer)
 
 
 def add_identifier(customer, kind, value, source="oscar"):

@@ -3,9 +3,10 @@
 import uuid
 
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from ..models import Event
+from ..models import Customer, Event
 from ..signals import timeline_event_recorded
 
 
@@ -65,3 +66,12 @@ def timeline_record_events(events):
     for event in created:
         _announce(event)
     return created
+
+
+def timeline_repair():
+    """Move events that were recorded for a customer after it had been merged (a browser
+    session that still named it) to the survivor. Returns how many moved. Merges move the
+    events they find; this catches the late ones, and runs before every snapshot."""
+    survivor = Customer.objects.filter(pk=OuterRef("customer_id")).values("merged_into_id")[:1]
+    stale = Event.objects.filter(customer__in=Customer.objects.filter(merged_into__isnull=False).values("pk"))
+    return stale.update(customer_id=Subquery(survivor))
