@@ -1,7 +1,9 @@
 """Test settings: the demo shop's settings with fast hashing and an in-memory email outbox.
 
-The plain run uses SQLite (in memory) and eager Celery. The integration run sets
-DATABASE_URL=postgres://... and JOURNEYS_TEST_BROKER_URL=redis://... (see .ci/run)."""
+The plain run uses SQLite (in memory) and eager Celery. The integration run (see .ci/run and
+the Makefile's `test-integration`) sets DATABASE_URL=postgres://... and
+JOURNEYS_TEST_BROKER_URL=redis://...; tests marked `integration` then publish to that broker
+and a real Celery worker (started by tests/integration/worker.py) runs the tasks."""
 
 import os
 
@@ -15,6 +17,8 @@ if "DATABASE_URL" not in os.environ:
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
-CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_URL = os.environ.get("JOURNEYS_TEST_BROKER_URL", "memory://")
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 SECRET_KEY = "tests-only"
+if os.environ.get("JOURNEYS_TEST_DB_NAME"):  # lets two test runs share one PostgreSQL server
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["JOURNEYS_TEST_DB_NAME"]}
