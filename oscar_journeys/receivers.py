@@ -99,10 +99,10 @@ def _remember_basket(request, customer, basket):
         session[key] = basket.pk
 
 
-def _link_on_commit(customer_id, *, user_id=None, email=None, reason):
+def _link_on_commit(customer_id, *, user_id, reason):
     from .tasks import customer_link, enqueue_on_commit
 
-    enqueue_on_commit(customer_link, customer_id, user_id=user_id, email=email, reason=reason)
+    enqueue_on_commit(customer_link, customer_id, user_id, reason)
 
 
 def _money(value):
@@ -256,8 +256,10 @@ def receive_start_checkout(sender, request, email=None, **kwargs):
         payload={"basket_id": basket.pk if basket else None, "guest": bool(email)},
     )
     if email:
-        # A guest gave their email: the visitor is whoever holds it (or gets it now).
-        _link_on_commit(customer.pk, email=email, reason=CustomerMerge.GUEST_CHECKOUT)
+        # A guest gave their email: the visitor is whoever holds it (or gets it now). Done
+        # here rather than in a task, so that no address travels through the broker.
+        person = identity.customer_link(customer_id=customer.pk, email=email, reason=CustomerMerge.GUEST_CHECKOUT)
+        _remember_customer(request, person, None)
 
 
 @guarded

@@ -1,0 +1,33 @@
+"""Tasks are queued after commit, carry ids only, and call one service."""
+
+from unittest import mock
+
+import pytest
+from django.db import transaction
+
+from oscar_journeys import receivers, tasks
+
+
+@pytest.mark.django_db
+def test_link_is_queued_once_and_only_after_commit(django_capture_on_commit_callbacks):
+    with mock.patch.object(tasks.customer_link, "delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            receivers._link_on_commit(11, user_id=22, reason="login")
+            assert not delay.called
+        delay.assert_called_once_with(11, 22, "login")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_queued_when_the_transaction_rolls_back():
+    with mock.patch.object(tasks.customer_link, "delay") as delay:
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                receivers._link_on_commit(11, user_id=22, reason="login")
+                raise RuntimeError("checkout failed")
+        assert not delay.called
+
+
+def test_customer_link_task_calls_the_service_with_ids():
+    with mock.patch("oscar_journeys.services.customers.customer_link") as link:
+        tasks.customer_link.run(5, 6, "registration")
+    link.assert_called_once_with(customer_id=5, user_id=6, reason="registration")
