@@ -58,3 +58,33 @@ def check_settings(app_configs, **kwargs):
             )
         )
     return messages
+
+
+@register()
+def check_celery_and_app_order(app_configs, **kwargs):
+    messages = []
+    from celery import current_app
+
+    if current_app.main is None and not current_app.conf.task_always_eager:
+        messages.append(
+            Warning(
+                "No Celery app is configured: oscar_journeys's tasks would be sent to Celery's "
+                "default broker (amqp://localhost).",
+                hint="Add a Celery app that reads CELERY_* settings (README: 'Add it to your shop'), "
+                "or set CELERY_TASK_ALWAYS_EAGER = True in such an app to run tasks in process.",
+                id="oscar_journeys.W002",
+            )
+        )
+    installed = list(settings.INSTALLED_APPS)
+    users = [i for i, name in enumerate(installed) if name.startswith("oscar.apps.dashboard.users")]
+    ours = [i for i, name in enumerate(installed) if name.startswith("oscar_journeys")]
+    if users and ours and ours[0] > users[0]:
+        messages.append(
+            Warning(
+                "oscar_journeys is listed after Oscar's dashboard apps: the dashboard's customer page "
+                "will not link to the customer 360 page.",
+                hint="Move 'oscar_journeys' before 'oscar.config.Shop' in INSTALLED_APPS.",
+                id="oscar_journeys.W003",
+            )
+        )
+    return messages

@@ -13,8 +13,19 @@ logger = get_task_logger(__name__)
 
 
 def enqueue_on_commit(task, *args, **kwargs):
-    """Queue ``task`` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(partial(task.delay, *args, **kwargs))
+    """Queue ``task`` once the current transaction commits (at once outside one).
+
+    If the broker cannot be reached, the task runs in this process instead, so a broker
+    outage neither breaks the shopper's request nor loses the work."""
+    transaction.on_commit(partial(_publish, task, args, kwargs))
+
+
+def _publish(task, args, kwargs):
+    try:
+        task.apply_async(args, kwargs)
+    except Exception:
+        logger.exception("could not queue %s; running it in process", task.name)
+        task.apply(args, kwargs)
 
 
 # --- identity ---------------------------------------------------------------------------
