@@ -26,6 +26,9 @@ DEFAULTS = {
     # Event types besides the built-in ones that the API and CSV import accept,
     # as {"type_code": "Human label"}.
     "EXTRA_EVENT_TYPES": {},
+    # Requests a minute (DRF rate syntax) one event source may make to the events API, unless
+    # REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["journeys-events"] sets it. None: unthrottled.
+    "API_THROTTLE_RATE": "600/min",
     # Most events one API request may carry.
     "API_MAX_BATCH": 500,
     # Largest JSON payload (properties) one event may carry, in bytes once serialised.
