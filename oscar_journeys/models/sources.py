@@ -1,9 +1,15 @@
 import hashlib
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+# Events the shop records itself carry the source "oscar": a source of that name would share
+# their idempotency keys.
+RESERVED_NAMES = ("oscar",)
 
 
 def hash_token(token):
@@ -31,6 +37,12 @@ class EventSource(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.name in RESERVED_NAMES:
+            raise ValidationError(
+                {"name": _("%(name)r is the name of the shop's own events; choose another name.") % {"name": self.name}}
+            )
 
     def set_new_token(self):
         """Give the source a new token and return it (it is not stored in clear)."""

@@ -9,9 +9,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from oscar_journeys.models import EventSource
+from oscar_journeys.models.sources import RESERVED_NAMES
 
-# Events the shop records itself carry the source "oscar": a source of that name would share their keys.
-RESERVED_NAMES = ("oscar",)
 
 
 class Command(BaseCommand):

@@ -1,0 +1,115 @@
+"""The customer 360 page: profile, identifiers, account, merges, the timeline of events
+and the snapshot features over time, on one admin page.
+
+Reached at ``admin/oscar_journeys/customer/<id>/360/`` (``CustomerAdmin.get_urls``); the
+permission checks happen there. Every query here is bounded: one page of events, the
+last ``CHART_SNAPSHOTS`` snapshots.
+"""
+
+import math
+
+from django.apps import apps
+from django.core.paginator import Paginator
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy as _
+
+from ..charts import line_chart
+from ..events import label
+from ..ml.schema import FEATURE_NAMES
+from ..models import Customer, CustomerIdentifier, CustomerMerge, Event, Snapshot
+
+EVENTS_PER_PAGE = 50
+CHART_SNAPSHOTS = 180
+# The snapshot features drawn as charts, one small chart each (their scales differ).
+CHART_FEATURES = (
+    "monetary",
+    "frequency",
+    "recency_days",
+    "open_basket_value",
+    "days_since_last_engagement",
+    "product_views_30d",
+)
+
+
+def user_url(user):
+    """The Oscar dashboard page of ``user`` when the dashboard is installed, else its admin page."""
+    if apps.is_installed("oscar.apps.dashboard.users"):
+        try:
+            return reverse("dashboard:user-detail", kwargs={"pk": user.pk})
+        except NoReverseMatch:
+            pass
+    try:
+        return reverse(f"admin:{user._meta.app_label}_{user._meta.model_name}_change", args=[user.pk])
+    except NoReverseMatch:
+        return None
+
+
+def _verbose_name(name):
+    return capfirst(Snapshot._meta.get_field(name).verbose_name)
+
+
+def snapshot_context(customer):
+    snapshots = list(Snapshot.objects.filter(customer=customer).order_by("-as_of")[:CHART_SNAPSHOTS])
+    snapshots.reverse()
+    dates = [s.as_of for s in snapshots]
+    charts = [
+        line_chart(dates, [getattr(s, name) for s in snapshots], title=_verbose_name(name))
+        for name in CHART_FEATURES
+    ]
+    latest = snapshots[-1] if snapshots else None
+    features = []
+    if latest is not None:
+        for name in FEATURE_NAMES:
+            value = getattr(latest, name)
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            is_number = isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
+            features.append((_verbose_name(name), value if is_number or isinstance(value, str) else None, is_number))
+    return {
+        "charts": charts if snapshots else [],
+        "latest_snapshot": latest,
+        "snapshot_count": len(snapshots),
+        "first_snapshot": snapshots[0] if snapshots else None,
+        "features": features,
+    }
+
+
+def timeline_context(request, customer):
+    events = (
+        Event.objects.filter(customer=customer)
+        .select_related("product")
+        .order_by("-occurred_at", "-id")
+    )
+    page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return {
+        "page_obj": page,
+        "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+        "event_rows": [(event, label(event.type)) for event in page],
+    }
+
+
+def render(model_admin, request, customer):
+    # Identifiers stay on the records merged into this one and resolve through them.
+    records = [customer.pk, *Customer.objects.filter(merged_into=customer).values_list("pk", flat=True)]
+    identifiers = CustomerIdentifier.objects.filter(customer_id__in=records).order_by("kind", "value")
+    merges = CustomerMerge.objects.select_related("actor", "reverted_by")
+    opts = model_admin.opts
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": opts,
+        "title": _("Customer journey: %(customer)s") % {"customer": customer},
+        "subtitle": None,
+        "customer": customer,
+        "identifiers": identifiers,
+        "user_url": user_url(customer.user) if customer.user_id else None,
+        "merges_in": merges.filter(survivor=customer).select_related("merged"),
+        "merges_out": merges.filter(merged=customer).select_related("survivor"),
+        "can_change": model_admin.has_change_permission(request, customer),
+        "events_changelist_url": reverse("admin:oscar_journeys_event_changelist"),
+        **timeline_context(request, customer),
+        **snapshot_context(customer),
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "oscar_journeys/admin/customer_360.html", context)
