@@ -2,28 +2,24 @@
 existing one a new token) and print its token, once."""
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from oscar_journeys.management.base import JourneysCommand
 from oscar_journeys.models import EventSource
 from oscar_journeys.models.sources import RESERVED_NAMES
 
 
 
-class Command(BaseCommand):
+class Command(JourneysCommand):
     help = gettext_lazy(
         "Create an event source that may send events through the API (or give an existing one a new "
         "token with --rotate). The token is printed once; only its hash is stored. With --verbosity 0 only "
         "the token is printed."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.description = str(self.help)  # argparse needs a str, not a lazy translation
-        return parser
 
     def add_arguments(self, parser):
         parser.add_argument("name", help=gettext_lazy("Name stored on each event of the source, e.g. pos or app."))

@@ -11,13 +11,14 @@ so importing a file again creates nothing new.
 import csv
 from itertools import islice
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from oscar_journeys.exceptions import InvalidEventError
+from oscar_journeys.management.base import JourneysCommand
 from oscar_journeys.models import EventSource
 from oscar_journeys.services.ingest import (
     CONFLICT,
@@ -103,16 +104,11 @@ def _check_header(path, header):
     return columns
 
 
-class Command(BaseCommand):
+class Command(JourneysCommand):
     help = gettext_lazy(
         "Import events from a CSV file with a header row naming the API's fields (event_id, type, occurred_at, "
         "email/phone/external_id, ...). Validates every row first and imports nothing if any row is rejected."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.description = str(self.help)  # argparse needs a str, not a lazy translation
-        return parser
 
     def add_arguments(self, parser):
         parser.add_argument("file", help=gettext_lazy("Path of the CSV file (UTF-8)."))
