@@ -81,10 +81,18 @@ def _remember_customer(request, customer, user_id):
 
 
 def customer_for_order(order):
+    """The order's customer; on the checkout path, one look-up that builds no model."""
     if order.user_id:
-        return identity.customer_for_user(order.user)
+        row = Customer.objects.filter(user_id=order.user_id).values_list("pk", "merged_into_id").first()
+        return Customer(pk=row[0], merged_into_id=row[1]) if row else identity.customer_for_user(order.user)
     if order.guest_email:
-        return identity.customer_for_email(order.guest_email)
+        email = identity.normalize_email(order.guest_email)
+        row = (
+            CustomerIdentifier.objects.filter(kind=CustomerIdentifier.EMAIL, value=email)
+            .values_list("customer_id", "customer__merged_into_id")
+            .first()
+        )
+        return Customer(pk=row[0], merged_into_id=row[1]) if row else identity.customer_for_email(email)
     return None
 
 

@@ -175,3 +175,27 @@ def test_same_idempotency_key_is_stored_once(make_customer):
     again, created_again = timeline_record_event(customer=customer, type="order_placed", idempotency_key="order:1")
     assert created and not created_again and first.pk == again.pk
     assert Event.objects.count() == 1
+
+
+def test_events_recorded_for_a_merged_customer_reach_the_survivors_snapshot(make_customer):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from oscar_journeys.models import Snapshot
+    from oscar_journeys.services.snapshots import snapshot_build
+
+    survivor, merged = make_customer(), make_customer()
+    svc.customer_merge(survivor=survivor, merged=merged, reason=CustomerMerge.ADMIN)
+    # A browser session still names the merged record (the receivers trust the session):
+    when = timezone.now() - dt.timedelta(days=2)
+    stale = Customer(pk=merged.pk)  # merged_into unknown to the caller
+    timeline_record_event(customer=stale, type="order_placed", occurred_at=when, value=30)
+    assert Event.objects.get().customer_id == merged.pk
+
+    snapshot_build(as_of=timezone.localdate() - dt.timedelta(days=1))
+
+    event = Event.objects.get()
+    assert (event.customer_id, event.recorded_for_id) == (survivor.pk, merged.pk)
+    row = Snapshot.objects.get()
+    assert (row.customer_id, row.frequency, row.monetary) == (survivor.pk, 1, 30.0)
