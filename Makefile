@@ -10,7 +10,7 @@ BROKER_URL ?= redis://127.0.0.1:6379/15
 DEMO_CUSTOMERS ?= 300
 DEMO_DAYS ?= 365
 
-.PHONY: install demo demo-data test test-integration lint bench clean
+.PHONY: install demo test test-integration bench messages clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: install
 ## test-integration: the whole suite on PostgreSQL, with a real Celery worker on Redis
 test-integration: install
 	DATABASE_URL=$(PG_URL) JOURNEYS_TEST_BROKER_URL=$(BROKER_URL) $(PY) -m pytest -q
+
+## messages: refresh the es/pt_BR catalogues from the code and recompile the committed .mo files (needs gettext)
+messages: install
+	cd oscar_journeys && ../$(PY) ../manage.py makemessages -l es -l pt_BR --no-obsolete
+	cd oscar_journeys && ../$(PY) ../manage.py compilemessages
 
 bench: install
 	$(PY) benchmarks/bench_receivers.py --database sqlite
