@@ -22,27 +22,53 @@ from .services.products import product_categories, product_category
 from .services.timeline import timeline_record_event, timeline_record_events
 
 logger = logging.getLogger(__name__)
+OUR_TABLES = [Event._meta.db_table, CustomerIdentifier._meta.db_table]
 
 
 def guarded(receiver):
     """Skip when disabled or on fixture loading; never let an error escape."""
+
+    def run(sender, kwargs):
+        connection = transaction.get_connection()
+        if connection.in_atomic_block:
+            # Inside the caller's transaction: a savepoint keeps a failure of ours from
+            # aborting it (PostgreSQL would refuse every later query), and the deferred
+            # foreign keys are checked now, not when the shop's transaction commits.
+            with transaction.atomic():
+                receiver(sender, **kwargs)
+                # PostgreSQL: two SET CONSTRAINTS statements. SQLite (the embedded demo
+                # default): a scan of our two tables.
+                connection.check_constraints(table_names=OUR_TABLES)
+        else:
+            receiver(sender, **kwargs)
 
     @functools.wraps(receiver)
     def wrapper(sender, **kwargs):
         if not app_settings.ENABLED or kwargs.get("raw"):
             return
         try:
-            if transaction.get_connection().in_atomic_block:
-                # Inside the caller's transaction: a savepoint keeps a failure of ours
-                # from aborting it (PostgreSQL would refuse every later query).
-                with transaction.atomic():
-                    receiver(sender, **kwargs)
-            else:
-                receiver(sender, **kwargs)
+            try:
+                run(sender, kwargs)
+            except IntegrityError:
+                # The session may name a customer that has since been deleted: resolve the
+                # visitor afresh and try once more.
+                if not _forget_session_customer(_request_of(sender, kwargs)):
+                    raise
+                run(sender, kwargs)
         except Exception:
             logger.exception("oscar_journeys could not record %s", receiver.__name__)
 
     return wrapper
+
+
+def _forget_session_customer(request):
+    """Drop the session's customer; True if it named one."""
+    session = getattr(request, "session", None)
+    if session is None or not session.get(app_settings.SESSION_KEY):
+        return False
+    for suffix in ("", "_user", "_basket"):
+        session.pop(app_settings.SESSION_KEY + suffix, None)
+    return True
 
 
 def _request_of(sender, kwargs):
@@ -81,18 +107,14 @@ def _remember_customer(request, customer, user_id):
 
 
 def customer_for_order(order):
-    """The order's customer; on the checkout path, one look-up that builds no model."""
+    """The order's customer; on the checkout path usually from the cache, with no query."""
     if order.user_id:
-        row = Customer.objects.filter(user_id=order.user_id).values_list("pk", "merged_into_id").first()
-        return Customer(pk=row[0], merged_into_id=row[1]) if row else identity.customer_for_user(order.user)
+        pk = identity.cached_customer_id("user", order.user_id)
+        return Customer(pk=pk) if pk else identity.customer_for_user(order.user)
     if order.guest_email:
         email = identity.normalize_email(order.guest_email)
-        row = (
-            CustomerIdentifier.objects.filter(kind=CustomerIdentifier.EMAIL, value=email)
-            .values_list("customer_id", "customer__merged_into_id")
-            .first()
-        )
-        return Customer(pk=row[0], merged_into_id=row[1]) if row else identity.customer_for_email(email)
+        pk = identity.cached_customer_id(CustomerIdentifier.EMAIL, email)
+        return Customer(pk=pk) if pk else identity.customer_for_email(email)
     return None
 
 
@@ -130,6 +152,10 @@ def _identify_visitor(request, user, reason):
 
 
 # Receivers
+
+
+def receive_customer_deleted(sender, instance, **kwargs):
+    identity.forget_cached_ids(instance)
 
 
 @guarded
@@ -406,6 +432,7 @@ def connect_receivers():
     for signal, receiver in connections:
         uid = f"oscar_journeys.{receiver.__name__}.{id(signal)}"
         signal.connect(receiver, dispatch_uid=uid)
+    pre_delete.connect(receive_customer_deleted, sender=Customer, dispatch_uid="oscar_journeys.receive_customer_deleted")
     pre_delete.connect(
         receive_basket_line_deleted,
         sender=apps.get_model("basket", "Line"),

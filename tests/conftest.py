@@ -1,4 +1,13 @@
 import pytest
+from django.core.cache import cache
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Cached customer ids must not outlive the test whose database rows they name."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -2,9 +2,11 @@
 
 Every function returns the *canonical* customer (the one not merged into another)."""
 
+import hashlib
 import logging
 
 import phonenumbers
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -58,12 +60,53 @@ def canonical(customer):
     return Customer.objects.get(pk=customer.merged_into_id)
 
 
+def _id_cache_key(kind, value):
+    return "oscar_journeys:customer-id:" + hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+
+
+ID_CACHE_SECONDS = 24 * 3600
+
+
+def cached_customer_id(kind, value):
+    """The canonical customer id for an identifier (kind ``user``: an Oscar user id), from
+    Django's cache when it can: the checkout path then costs no query. Merges and their
+    reversal clear the keys they change; ``timeline_repair`` catches anything else."""
+    key = _id_cache_key(kind, value)
+    pk = cache.get(key)
+    if pk is None:
+        if kind == "user":
+            row = Customer.objects.filter(user_id=value).values_list("pk", "merged_into_id").first()
+        else:
+            row = (
+                CustomerIdentifier.objects.filter(kind=kind, value=value)
+                .values_list("customer_id", "customer__merged_into_id")
+                .first()
+            )
+        if row is None:
+            return None
+        pk = row[1] or row[0]
+        cache.set(key, pk, ID_CACHE_SECONDS)
+    return pk
+
+
+def forget_cached_ids(*customers):
+    """Drop the cached ids of every identifier (and user) of these customers."""
+    keys = [
+        _id_cache_key(kind, value)
+        for kind, value in CustomerIdentifier.objects.filter(customer__in=customers).values_list("kind", "value")
+    ]
+    keys += [_id_cache_key("user", c.user_id) for c in customers if c.user_id]
+    cache.delete_many(keys)
+
+
 def customer_by_identifier(kind, value):
     try:
         ident = CustomerIdentifier.objects.select_related("customer").get(kind=kind, value=value)
     except CustomerIdentifier.DoesNotExist:
         return None
-    return canonical(ident.customer)
+    customer = canonical(ident.customer)
+    cache.set(_id_cache_key(kind, value), customer.pk, ID_CACHE_SECONDS)
+    return customer
 
 
 def add_identifier(customer, kind, value, source="oscar"):
@@ -72,9 +115,11 @@ def add_identifier(customer, kind, value, source="oscar"):
     try:
         with transaction.atomic():
             CustomerIdentifier.objects.create(customer=customer, kind=kind, value=value, source=source)
-        return customer
     except IntegrityError:
         return customer_by_identifier(kind, value)
+    key, pk = _id_cache_key(kind, value), customer.merged_into_id or customer.pk
+    transaction.on_commit(lambda: cache.set(key, pk, ID_CACHE_SECONDS))
+    return customer
 
 
 def customer_create(*, user=None, email="", phone="", source="oscar", **profile):
@@ -203,6 +248,7 @@ def customer_merge(*, survivor, merged, reason, actor=None, now=None):
         survivor.save()
     merged.merged_into = survivor
     merged.save(update_fields=["merged_into", "updated_at"])
+    forget_cached_ids(merged, *Customer.objects.filter(pk__in=flattened))
     merge = CustomerMerge.objects.create(
         survivor=survivor,
         merged=merged,
@@ -234,6 +280,7 @@ def customer_merge_revert(merge, *, actor=None, now=None):
     Event.objects.filter(recorded_for__in=[merged.pk, *restored]).update(customer=merged)
     merged.merged_into = None
     merged.save(update_fields=["merged_into", "updated_at"])
+    forget_cached_ids(merged, *Customer.objects.filter(pk__in=restored))
     for field, old in merge.copied_fields.items():
         setattr(survivor, field, old)  # the merge only fills empty fields: old is "" or None
     if merge.copied_fields:

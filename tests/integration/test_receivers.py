@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.urls import reverse
 
+from oscar_journeys import app_settings
 from oscar_journeys.ml import schema
 from oscar_journeys.models import Customer, CustomerIdentifier, CustomerMerge, Event
 from tests import storefront
@@ -208,3 +209,47 @@ def test_disabled_app_records_nothing(shop, product):
     storefront.view_product(shop, product)
     storefront.add_to_basket(shop, product)
     assert not Event.objects.exists() and not Customer.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_naming_a_deleted_customer_records_on_a_fresh_one(client, product):
+    storefront.view_product(client, product)
+    gone = only_customer_with_events()
+    Customer.objects.filter(pk=gone.pk).delete()  # e.g. erased by staff
+
+    storefront.view_product(client, product)
+    storefront.view_product(client, product)
+
+    fresh = only_customer_with_events()
+    assert fresh.pk != gone.pk
+    assert Event.objects.filter(type=schema.PRODUCT_VIEWED).count() == 2
+
+
+def test_deleting_a_customer_forgets_its_cached_ids(make_customer):
+    from oscar_journeys.services.customers import cached_customer_id
+
+    customer = make_customer(email="gone@example.com")
+    assert cached_customer_id("email", "gone@example.com") == customer.pk
+    customer.delete()
+    assert cached_customer_id("email", "gone@example.com") is None
+
+
+def test_a_bad_row_of_ours_never_fails_the_shops_own_transaction(client, product, caplog):
+    """With ATOMIC_REQUESTS (or any atomic block of the shop's), an event naming a customer
+    that no longer exists is rolled back to our savepoint; the shop's work commits."""
+    from django.db import transaction
+    from django.test import RequestFactory
+
+    from oscar_journeys import receivers
+
+    request = RequestFactory().get("/")
+    request.session = client.session
+    request.session[app_settings.SESSION_KEY] = 999999  # a deleted customer
+    request.session[app_settings.SESSION_KEY + "_user"] = None
+    request.user = __import__("django.contrib.auth.models", fromlist=["AnonymousUser"]).AnonymousUser()
+    with transaction.atomic():
+        receivers.receive_product_viewed(None, product=product, user=request.user, request=request)
+        kept = Customer.objects.create(first_name="kept")
+    assert Customer.objects.filter(pk=kept.pk).exists()
+    viewed = Event.objects.get(type=schema.PRODUCT_VIEWED)  # recorded on a fresh visitor
+    assert viewed.customer_id not in (999999,)

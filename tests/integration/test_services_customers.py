@@ -199,3 +199,13 @@ def test_events_recorded_for_a_merged_customer_reach_the_survivors_snapshot(make
     assert (event.customer_id, event.recorded_for_id) == (survivor.pk, merged.pk)
     row = Snapshot.objects.get()
     assert (row.customer_id, row.frequency, row.monetary) == (survivor.pk, 1, 30.0)
+
+
+def test_cached_customer_ids_follow_merges_and_reverts(make_customer):
+    a, b = make_customer(email="a@example.com"), make_customer(email="b@example.com")
+    assert svc.cached_customer_id("email", "b@example.com") == b.pk  # now cached
+    merge = svc.customer_merge(survivor=a, merged=b, reason=CustomerMerge.ADMIN)
+    assert svc.cached_customer_id("email", "b@example.com") == a.pk
+    svc.customer_merge_revert(merge)
+    assert svc.cached_customer_id("email", "b@example.com") == b.pk
+    assert svc.cached_customer_id("email", "nobody@example.com") is None
