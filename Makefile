@@ -25,7 +25,7 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py shell -c "from oscar_journeys.models import Customer; import sys; sys.exit(0 if Customer.objects.exists() else 1)" \
 		|| $(PY) manage.py journeys_demo_data --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --seed 1
-	$(PY) manage.py journeys_snapshot --as-of $$(date -d yesterday +%F)
+	$(PY) manage.py journeys_snapshot --backfill 30
 	DJANGO_SUPERUSER_PASSWORD=admin $(PY) manage.py createsuperuser --noinput --username admin --email admin@example.com 2>/dev/null || true
 	@echo "Shop: http://127.0.0.1:8000/   Admin: http://127.0.0.1:8000/admin/ (admin / admin)"
 	$(PY) manage.py runserver 127.0.0.1:8000
