@@ -14,7 +14,7 @@ from django.contrib.auth import signals as auth_signals
 from django.db import IntegrityError, transaction
 from django.db.models.signals import pre_delete
 
-from . import app_settings
+from . import app_settings, visitors
 from .ml import schema
 from .models import Customer, CustomerIdentifier, CustomerMerge, Event
 from .services import customers as identity
@@ -52,7 +52,7 @@ def guarded(receiver):
             except IntegrityError:
                 # The session may name a customer that has since been deleted: resolve the
                 # visitor afresh and try once more.
-                if not _forget_session_customer(_request_of(sender, kwargs)):
+                if not visitors.forget_session_customer(_request_of(sender, kwargs)):
                     raise
                 run(sender, kwargs)
         except Exception:
@@ -61,94 +61,12 @@ def guarded(receiver):
     return wrapper
 
 
-def _forget_session_customer(request):
-    """Drop the session's customer; True if it named one."""
-    session = getattr(request, "session", None)
-    if session is None or not session.get(app_settings.SESSION_KEY):
-        return False
-    for suffix in ("", "_user", "_basket"):
-        session.pop(app_settings.SESSION_KEY + suffix, None)
-    return True
-
-
 def _request_of(sender, kwargs):
     return kwargs.get("request") or getattr(sender, "request", None)
 
 
-def _is_authenticated(user):
-    return user is not None and getattr(user, "is_authenticated", False)
-
-
-def customer_for_request(request, user=None):
-    """The customer behind a storefront request. Its id is kept in the session with the
-    user it belongs to, so the common case costs no query. If that customer has since been
-    merged, events still recorded for it are moved by ``timeline_repair``."""
-    if user is None:
-        user = getattr(request, "user", None)
-    user_id = user.pk if _is_authenticated(user) else None
-    session = getattr(request, "session", None)
-    key = app_settings.SESSION_KEY
-    if session is not None and session.get(key) and session.get(key + "_user") == user_id:
-        return Customer(pk=session[key], user_id=user_id)
-    if user_id is not None:
-        customer = identity.customer_for_user(user)
-    else:
-        customer = Customer.objects.create()
-    _remember_customer(request, customer, user_id)
-    return customer
-
-
-def _remember_customer(request, customer, user_id):
-    session = getattr(request, "session", None)
-    if session is not None:
-        key = app_settings.SESSION_KEY
-        session[key] = customer.canonical_id
-        session[key + "_user"] = user_id
-
-
-def customer_for_order(order):
-    """The order's customer; on the checkout path usually from the cache, with no query."""
-    if order.user_id:
-        pk = identity.cached_customer_id("user", order.user_id)
-        return Customer(pk=pk) if pk else identity.customer_for_user(order.user)
-    if order.guest_email:
-        email = identity.normalize_email(order.guest_email)
-        pk = identity.cached_customer_id(CustomerIdentifier.EMAIL, email)
-        return Customer(pk=pk) if pk else identity.customer_for_email(email)
-    return None
-
-
-def _remember_basket(request, customer, basket):
-    """Record the basket as an identifier of the customer, once per basket and session."""
-    session = getattr(request, "session", None)
-    if basket is None or not basket.pk or session is None:
-        return
-    key = app_settings.SESSION_KEY + "_basket"
-    if session.get(key) != basket.pk:
-        identity.add_identifier(customer, CustomerIdentifier.BASKET, str(basket.pk))
-        session[key] = basket.pk
-
-
-def _link_on_commit(customer_id, *, user_id, reason):
-    from .tasks import customer_link, enqueue_on_commit
-
-    enqueue_on_commit(customer_link, customer_id, user_id, reason)
-
-
 def _money(value):
     return None if value is None else Decimal(value).quantize(Decimal("0.01"))
-
-
-def _identify_visitor(request, user, reason):
-    """On log-in or registration: the visitor's session customer joins the account's."""
-    session = getattr(request, "session", None)
-    key = app_settings.SESSION_KEY
-    visitor_id = session.get(key) if session is not None else None
-    customer = identity.customer_for_user(user)
-    if visitor_id and visitor_id != customer.pk:
-        _link_on_commit(visitor_id, user_id=user.pk, reason=reason)
-    _remember_customer(request, customer, user.pk)
-    return customer
 
 
 # Receivers
@@ -160,7 +78,7 @@ def receive_customer_deleted(sender, instance, **kwargs):
 
 @guarded
 def receive_user_registered(sender, request, user, **kwargs):
-    customer = _identify_visitor(request, user, CustomerMerge.REGISTRATION)
+    customer = visitors.identify_visitor(request, user, CustomerMerge.REGISTRATION)
     timeline_record_event(
         customer=customer, type=schema.USER_REGISTERED, idempotency_key=f"user_registered:{user.pk}"
     )
@@ -173,13 +91,13 @@ def receive_user_logged_in(sender, request, user, **kwargs):
     if request is None or getattr(request, "_journeys_login_recorded", False):
         return
     request._journeys_login_recorded = True
-    customer = _identify_visitor(request, user, CustomerMerge.LOGIN)
+    customer = visitors.identify_visitor(request, user, CustomerMerge.LOGIN)
     timeline_record_event(customer=customer, type=schema.USER_LOGGED_IN)
 
 
 @guarded
 def receive_basket_addition(sender, product, user, request, **kwargs):
-    customer = customer_for_request(request, user)
+    customer = visitors.customer_for_request(request, user)
     basket = getattr(request, "basket", None)
     line = None
     if basket is not None and basket.pk:
@@ -199,7 +117,7 @@ def receive_basket_addition(sender, product, user, request, **kwargs):
         category=product_category(product.pk),
         payload={"basket_id": basket.pk if basket else None, "quantity": quantity},
     )
-    _remember_basket(request, customer, basket)
+    visitors.remember_basket(request, customer, basket)
 
 
 @guarded
@@ -239,7 +157,7 @@ def receive_basket_line_deleted(sender, instance, **kwargs):
 def _voucher_event(event_type, sender, basket, voucher, kwargs):
     request = _request_of(sender, kwargs)
     timeline_record_event(
-        customer=customer_for_request(request),
+        customer=visitors.customer_for_request(request),
         type=event_type,
         payload={"basket_id": basket.pk, "voucher_code": voucher.code},
     )
@@ -258,7 +176,7 @@ def receive_voucher_removal(sender, basket, voucher, **kwargs):
 @guarded
 def receive_product_viewed(sender, product, user, request, **kwargs):
     timeline_record_event(
-        customer=customer_for_request(request, user),
+        customer=visitors.customer_for_request(request, user),
         type=schema.PRODUCT_VIEWED,
         product=product,
         category=product_category(product.pk),
@@ -271,13 +189,13 @@ def receive_user_search(sender, session, user, query, **kwargs):
     if request is None or not query:
         return
     timeline_record_event(
-        customer=customer_for_request(request, user), type=schema.USER_SEARCH, payload={"query": query[:200]}
+        customer=visitors.customer_for_request(request, user), type=schema.USER_SEARCH, payload={"query": query[:200]}
     )
 
 
 @guarded
 def receive_start_checkout(sender, request, email=None, **kwargs):
-    customer = customer_for_request(request)
+    customer = visitors.customer_for_request(request)
     basket = getattr(request, "basket", None)
     value = currency = None
     if basket is not None and basket.pk and getattr(basket, "has_strategy", False):
@@ -293,12 +211,12 @@ def receive_start_checkout(sender, request, email=None, **kwargs):
         # A guest gave their email: the visitor is whoever holds it (or gets it now). Done
         # here rather than in a task, so that no address travels through the broker.
         person = identity.customer_link(customer_id=customer.pk, email=email, reason=CustomerMerge.GUEST_CHECKOUT)
-        _remember_customer(request, person, None)
+        visitors.remember_customer(request, person, None)
 
 
 @guarded
 def receive_order_placed(sender, order, user=None, **kwargs):
-    customer = customer_for_order(order)
+    customer = visitors.customer_for_order(order)
     if customer is None:
         return
     lines = list(
@@ -358,45 +276,54 @@ def receive_order_placed(sender, order, user=None, **kwargs):
         logger.info("order %s is already on the timeline", order.number)
 
 
-@guarded
-def receive_order_status_changed(sender, order, old_status, new_status, **kwargs):
-    customer = customer_for_order(order)
+def _record_status_change(order, old_status, new_status, *, type, key, value, **fields):
+    customer = visitors.customer_for_order(order)
     if customer is None:
         return
-    cancelled = new_status in app_settings.CANCELLED_ORDER_STATUSES
     timeline_record_event(
         customer=customer,
-        type=schema.ORDER_CANCELLED if cancelled else schema.ORDER_STATUS_CHANGED,
-        idempotency_key=f"order:{order.number}:cancelled" if cancelled else None,
-        value=_money(order.total_incl_tax) if cancelled else None,
+        type=type,
+        idempotency_key=key,
+        value=_money(value),
         currency=order.currency,
         payload={"order_number": order.number, "old_status": old_status, "new_status": new_status},
+        **fields,
+    )
+
+
+@guarded
+def receive_order_status_changed(sender, order, old_status, new_status, **kwargs):
+    cancelled = new_status in app_settings.CANCELLED_ORDER_STATUSES
+    _record_status_change(
+        order,
+        old_status,
+        new_status,
+        type=schema.ORDER_CANCELLED if cancelled else schema.ORDER_STATUS_CHANGED,
+        key=f"order:{order.number}:cancelled" if cancelled else None,
+        value=order.total_incl_tax if cancelled else None,
     )
 
 
 @guarded
 def receive_order_line_status_changed(sender, line, old_status, new_status, **kwargs):
     order = line.order
-    customer = customer_for_order(order)
-    if customer is None:
-        return
     returned = new_status in app_settings.RETURNED_LINE_STATUSES
-    timeline_record_event(
-        customer=customer,
+    _record_status_change(
+        order,
+        old_status,
+        new_status,
         type=schema.ORDER_LINE_RETURNED if returned else schema.ORDER_LINE_STATUS_CHANGED,
-        idempotency_key=f"order:{order.number}:line:{line.pk}:returned" if returned else None,
-        value=_money(line.line_price_incl_tax) if returned else None,
-        currency=order.currency,
+        key=f"order:{order.number}:line:{line.pk}:returned" if returned else None,
+        value=line.line_price_incl_tax if returned else None,
         product_id=line.product_id,
         category=product_category(line.product_id),
-        payload={"order_number": order.number, "old_status": old_status, "new_status": new_status},
     )
 
 
 @guarded
 def receive_review_added(sender, review, user, request, **kwargs):
     timeline_record_event(
-        customer=customer_for_request(request, user),
+        customer=visitors.customer_for_request(request, user),
         type=schema.REVIEW_ADDED,
         idempotency_key=f"review:{review.pk}",
         product_id=review.product_id,

@@ -5,14 +5,14 @@ from unittest import mock
 import pytest
 from django.db import transaction
 
-from oscar_journeys import receivers, tasks
+from oscar_journeys import tasks, visitors
 
 
 @pytest.mark.django_db
 def test_link_is_queued_once_and_only_after_commit(django_capture_on_commit_callbacks):
     with mock.patch.object(tasks.customer_link, "apply_async") as publish:
         with django_capture_on_commit_callbacks(execute=True):
-            receivers._link_on_commit(11, user_id=22, reason="login")
+            visitors.link_on_commit(11, user_id=22, reason="login")
             assert not publish.called
         publish.assert_called_once_with((11, 22, "login"), {})
 
@@ -22,7 +22,7 @@ def test_nothing_is_queued_when_the_transaction_rolls_back():
     with mock.patch.object(tasks.customer_link, "apply_async") as publish:
         with pytest.raises(RuntimeError):
             with transaction.atomic():
-                receivers._link_on_commit(11, user_id=22, reason="login")
+                visitors.link_on_commit(11, user_id=22, reason="login")
                 raise RuntimeError("checkout failed")
         assert not publish.called
 
@@ -38,6 +38,6 @@ def test_broker_outage_runs_the_task_in_process(django_capture_on_commit_callbac
     with mock.patch.object(tasks.customer_link, "apply_async", side_effect=OSError("Connection refused")):
         with mock.patch("oscar_journeys.services.customers.customer_link") as link:
             with django_capture_on_commit_callbacks(execute=True):
-                receivers._link_on_commit(11, user_id=22, reason="login")
+                visitors.link_on_commit(11, user_id=22, reason="login")
     link.assert_called_once_with(customer_id=11, user_id=22, reason="login")
     assert "could not queue" in caplog.text
