@@ -22,3 +22,14 @@ def make_customer(db):
         return customer_create(**kwargs)
 
     return make
+
+
+@pytest.fixture
+def source(db):
+    """An active event source named "pos"; ``source.token`` is its token in clear."""
+    from oscar_journeys.models import EventSource
+
+    source = EventSource(name="pos")
+    source.token = source.set_new_token()
+    source.save()
+    return source

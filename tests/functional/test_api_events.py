@@ -16,14 +16,6 @@ URL = "/journeys/api/events/"
 
 
 @pytest.fixture
-def source(db):
-    source = EventSource(name="pos")
-    source.token = source.set_new_token()
-    source.save()
-    return source
-
-
-@pytest.fixture
 def client(source):
     cache.clear()  # throttle history lives in the cache
     api = APIClient()

@@ -13,14 +13,6 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 HEADER = "event_id,type,occurred_at,email,value\n"
 
 
-@pytest.fixture
-def source(db):
-    source = EventSource(name="pos")
-    source.set_new_token()
-    source.save()
-    return source
-
-
 def run(path, *args, source="pos"):
     out, err = StringIO(), StringIO()
     try:

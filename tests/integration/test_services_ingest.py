@@ -23,14 +23,6 @@ def item(event_id="e-1", **fields):
     return base | {"email": "ana@example.com"} | fields
 
 
-@pytest.fixture
-def source(db):
-    source = EventSource(name="pos")
-    source.set_new_token()
-    source.save()
-    return source
-
-
 def statuses(results):
     return [result.status for result in results]
 
