@@ -37,6 +37,51 @@ DEFAULTS = {
     "MAX_CLOCK_SKEW_SECONDS": 300,
     # Customers per snapshot shard (one Celery task each).
     "SNAPSHOT_SHARD_SIZE": 50000,
+    # --- campaigns and delivery ---
+    # Channel backends the admin offers (dotted paths of BaseChannel subclasses).
+    "CHANNEL_BACKENDS": [
+        "oscar_journeys.channels.email.EmailChannel",
+        "oscar_journeys.channels.sms.HttpSmsChannel",
+        "oscar_journeys.channels.sms.TwilioSmsChannel",
+        "oscar_journeys.channels.push.HttpPushChannel",
+        "oscar_journeys.channels.webhook.WebhookChannel",
+        "oscar_journeys.channels.console.ConsoleChannel",
+        "oscar_journeys.channels.locmem.LocmemChannel",
+    ],
+    # Absolute base of the links in messages (tracking, unsubscribe, basket restore), e.g.
+    # "https://shop.example.com". None: "https://" + the current Site's domain.
+    "SITE_URL": None,
+    # Postal address of the shop, shown in every marketing email (CAN-SPAM); templates
+    # reach it as {{ shop.postal_address }}.
+    "SHOP_POSTAL_ADDRESS": "",
+    # Share of customers (percent) kept in the global control group: they get no marketing
+    # at all, so the whole programme's uplift can be measured. 0 turns it off.
+    "GLOBAL_CONTROL_PERCENT": 5,
+    # Changing it re-draws the global control group (and per-campaign holdouts).
+    "RANDOMIZATION_SEED": "oscar_journeys",
+    # Days after a message (or a held-out decision) in which an order counts for it.
+    "ATTRIBUTION_DAYS": 5,
+    # Consent needed per channel type: "opt_in" (an explicit, recorded yes), "soft_opt_in"
+    # (customers who registered or ordered count as consenting until they opt out; EU
+    # ePrivacy art. 13(2)) or "none" (no consent needed, e.g. a shop's own webhook).
+    "CONSENT_REQUIRED": {"email": "soft_opt_in", "sms": "opt_in", "push": "opt_in", "webhook": "none"},
+    # Messages one send task handles.
+    "SEND_BATCH_SIZE": 200,
+    # Attempts at sending one message before it is marked failed (transient errors only).
+    "SEND_MAX_ATTEMPTS": 5,
+    # Upper bound of the back-off between two attempts, in seconds.
+    "SEND_RETRY_BACKOFF_MAX": 600,
+    # A message left "sending" this long (its worker died mid-send) is marked failed, never
+    # sent again: it may have gone out, and sending twice is worse than once too few.
+    "SENDING_TIMEOUT_SECONDS": 900,
+    # Days a basket-restore link stays valid.
+    "RESTORE_LINK_MAX_AGE_DAYS": 30,
+    # Webhooks and HTTP providers: timeout in seconds, and whether private, loopback and
+    # link-local addresses may be called (only for a shop's own internal services).
+    "HTTP_TIMEOUT_SECONDS": 15,
+    "ALLOW_PRIVATE_ADDRESSES": False,
+    # Customers per decision-round shard (one Celery task each).
+    "DECISION_SHARD_SIZE": 50000,
 }
 
 

@@ -24,6 +24,8 @@ LABELS = {
     schema.REVIEW_ADDED: _("Reviewed a product"),
     schema.MESSAGE_OPENED: _("Opened a message"),
     schema.MESSAGE_CLICKED: _("Clicked a message"),
+    schema.CONSENT_GRANTED: _("Gave marketing consent"),
+    schema.CONSENT_WITHDRAWN: _("Withdrew marketing consent"),
 }
 
 

@@ -33,6 +33,8 @@ ORDER_LINE_RETURNED = "order_line_returned"
 REVIEW_ADDED = "review_added"
 MESSAGE_OPENED = "message_opened"
 MESSAGE_CLICKED = "message_clicked"
+CONSENT_GRANTED = "consent_granted"
+CONSENT_WITHDRAWN = "consent_withdrawn"
 
 EVENT_TYPES = (
     USER_REGISTERED,
@@ -53,6 +55,8 @@ EVENT_TYPES = (
     REVIEW_ADDED,
     MESSAGE_OPENED,
     MESSAGE_CLICKED,
+    CONSENT_GRANTED,
+    CONSENT_WITHDRAWN,
 )
 
 # Events that show the customer paying attention (for days_since_last_engagement).

@@ -1,12 +1,28 @@
+from .campaigns import Campaign, CampaignChannel, CampaignStep, ExclusionRule, FrequencyCap, MessageTemplate
+from .channels import Channel
+from .consent import Consent, Suppression
+from .delivery import Decision, Enrollment, Message
 from .snapshots import Snapshot
 from .sources import EventSource
 from .timeline import Customer, CustomerIdentifier, CustomerMerge, Event
 
 __all__ = [
+    "Campaign",
+    "CampaignChannel",
+    "CampaignStep",
+    "Channel",
+    "Consent",
     "Customer",
     "CustomerIdentifier",
     "CustomerMerge",
+    "Decision",
+    "Enrollment",
     "Event",
     "EventSource",
+    "ExclusionRule",
+    "FrequencyCap",
+    "Message",
+    "MessageTemplate",
     "Snapshot",
+    "Suppression",
 ]

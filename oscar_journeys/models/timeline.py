@@ -35,6 +35,12 @@ class Customer(models.Model):
     first_name = models.CharField(_("first name"), max_length=150, blank=True)
     last_name = models.CharField(_("last name"), max_length=150, blank=True)
     date_of_birth = models.DateField(_("date of birth"), null=True, blank=True)
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, blank=True, help_text=_("IANA name, e.g. Europe/Madrid. Empty: the shop's.")
+    )
+    language = models.CharField(
+        _("language"), max_length=16, blank=True, help_text=_("Language code for pages we show them. Empty: the shop's.")
+    )
     merged_into = models.ForeignKey(
         "self",
         null=True,
@@ -69,12 +75,13 @@ class Customer(models.Model):
 class CustomerIdentifier(models.Model):
     """A normalized way to recognise a customer: one row per (kind, value)."""
 
-    EMAIL, PHONE, BASKET, EXTERNAL = "email", "phone", "basket", "external"
+    EMAIL, PHONE, BASKET, EXTERNAL, PUSH = "email", "phone", "basket", "external", "push"
     KIND_CHOICES = [
         (EMAIL, _("Email")),
         (PHONE, _("Phone")),
         (BASKET, _("Oscar basket")),
         (EXTERNAL, _("Id in another system")),
+        (PUSH, _("Push device token")),
     ]
 
     customer = models.ForeignKey(
