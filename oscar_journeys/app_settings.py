@@ -38,7 +38,8 @@ DEFAULTS = {
     # Customers per snapshot shard (one Celery task each).
     "SNAPSHOT_SHARD_SIZE": 50000,
     # --- campaigns and delivery ---
-    # Channel backends the admin offers (dotted paths of BaseChannel subclasses).
+    # Channel backends the admin offers (dotted paths of BaseChannel subclasses). Tests add
+    # the in-memory ones, oscar_journeys.channels.locmem.LocmemChannel / LocmemSmsChannel.
     "CHANNEL_BACKENDS": [
         "oscar_journeys.channels.email.EmailChannel",
         "oscar_journeys.channels.sms.HttpSmsChannel",
@@ -46,7 +47,7 @@ DEFAULTS = {
         "oscar_journeys.channels.push.HttpPushChannel",
         "oscar_journeys.channels.webhook.WebhookChannel",
         "oscar_journeys.channels.console.ConsoleChannel",
-        "oscar_journeys.channels.locmem.LocmemChannel",
+        "oscar_journeys.channels.console.ConsoleSmsChannel",
     ],
     # Absolute base of the links in messages (tracking, unsubscribe, basket restore), e.g.
     # "https://shop.example.com". None: "https://" + the current Site's domain.

@@ -2,7 +2,7 @@
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 REQUIRED_OSCAR_APPS = ("order", "basket", "catalogue", "customer", "checkout")
 
@@ -85,6 +85,80 @@ def check_celery_and_app_order(app_configs, **kwargs):
                 "will not link to the customer 360 page.",
                 hint="Move 'oscar_journeys' before 'oscar.config.Shop' in INSTALLED_APPS.",
                 id="oscar_journeys.W003",
+            )
+        )
+    return messages
+
+
+@register()
+def check_channel_backends(app_configs, **kwargs):
+    """Every OSCAR_JOURNEYS_CHANNEL_BACKENDS path imports and is a complete BaseChannel."""
+    from django.utils.module_loading import import_string
+
+    from . import app_settings
+    from .channels.base import BaseChannel
+    from .models.channels import KIND_CHOICES
+
+    kinds = {kind for kind, _label in KIND_CHOICES}
+    errors = []
+    for path in app_settings.CHANNEL_BACKENDS:
+        try:
+            cls = import_string(path)
+        except ImportError as exc:
+            errors.append(
+                Error(
+                    f"OSCAR_JOURNEYS_CHANNEL_BACKENDS: cannot import {path!r} ({exc}).",
+                    hint="Fix the dotted path or install the package that provides it.",
+                    id="oscar_journeys.E004",
+                )
+            )
+            continue
+        problems = []
+        if not (isinstance(cls, type) and issubclass(cls, BaseChannel)):
+            problems.append("it is not a subclass of oscar_journeys.channels.base.BaseChannel")
+        else:
+            if cls.kind not in kinds:
+                problems.append(f"its kind {cls.kind!r} is not one of {sorted(kinds)}")
+            if not cls.channel_name:
+                problems.append("it has no channel_name")
+            missing = set(cls.secret_options) - set(cls.option_fields())
+            if missing:
+                problems.append(f"secret_options {sorted(missing)} are not among its option_fields()")
+        if problems:
+            errors.append(
+                Error(
+                    f"OSCAR_JOURNEYS_CHANNEL_BACKENDS: {path!r} is not a usable channel backend: "
+                    + "; ".join(problems) + ".",
+                    hint="See docs/channels.md, 'Writing a backend'.",
+                    id="oscar_journeys.E005",
+                )
+            )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_channel_security(app_configs, **kwargs):
+    from . import app_settings
+
+    messages = []
+    if app_settings.ALLOW_PRIVATE_ADDRESSES:
+        messages.append(
+            Warning(
+                "OSCAR_JOURNEYS_ALLOW_PRIVATE_ADDRESSES is True: every webhook, SMS and push channel may "
+                "call private and loopback addresses (server-side request forgery).",
+                hint="Set it to False and allow private addresses only on the channels that need them "
+                "(their 'allow_private_addresses' option).",
+                id="oscar_journeys.W004",
+            )
+        )
+    site_url = app_settings.SITE_URL
+    if site_url and not str(site_url).lower().startswith("https://"):
+        messages.append(
+            Warning(
+                f"OSCAR_JOURNEYS_SITE_URL ({site_url}) is not https: unsubscribe, tracking and basket "
+                "links in messages would travel unencrypted.",
+                hint="Use an https:// URL.",
+                id="oscar_journeys.W005",
             )
         )
     return messages

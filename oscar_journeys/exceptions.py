@@ -69,6 +69,3 @@ class ChannelPermanentError(ChannelError):
         self.suppress = suppress
         super().__init__(message, **kwargs)
 
-
-class ChannelConfigurationError(JourneysConfigurationError):
-    """A channel's options are wrong; raised by the backend with the option's name."""

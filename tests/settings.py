@@ -22,3 +22,12 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 SECRET_KEY = "tests-only"
 if os.environ.get("JOURNEYS_TEST_DB_NAME"):  # lets two test runs share one PostgreSQL server
     DATABASES["default"]["TEST"] = {"NAME": os.environ["JOURNEYS_TEST_DB_NAME"]}
+
+# The built-in channel backends plus the in-memory ones the tests send through.
+from oscar_journeys.app_settings import DEFAULTS as _JOURNEYS_DEFAULTS  # noqa: E402
+
+OSCAR_JOURNEYS_CHANNEL_BACKENDS = [
+    *_JOURNEYS_DEFAULTS["CHANNEL_BACKENDS"],
+    "oscar_journeys.channels.locmem.LocmemChannel",
+    "oscar_journeys.channels.locmem.LocmemSmsChannel",
+]

@@ -89,6 +89,9 @@ class BaseChannel:
     def validate_options(cls, options, secrets):
         """Check ``options`` and ``secrets`` with ``option_fields()``; return both cleaned
         (JSON-serialisable). Raises ValidationError naming each bad option.
+        A secret option may come in ``secrets`` (as stored) or in ``options`` (typed in a
+        form): a non-empty value in ``options`` replaces the stored one, an empty one keeps
+        it; either way it comes out in the cleaned secrets only.
         Subclasses add cross-field checks by overriding and calling super()."""
         fields = cls.option_fields()
         unknown = (set(options) | set(secrets)) - set(fields)
@@ -98,6 +101,8 @@ class BaseChannel:
         clean_options, clean_secrets = {}, {}
         for name, form_field in fields.items():
             source = secrets if name in cls.secret_options else options
+            if name in cls.secret_options and options.get(name) not in (None, ""):
+                source = options  # a new secret typed in with the options replaces the stored one
             try:
                 value = form_field.clean(source.get(name))
             except ValidationError as exc:
