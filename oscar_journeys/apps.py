@@ -10,6 +10,8 @@ class JourneysConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .inbound import connect_inbound_receivers
         from .receivers import connect_receivers
 
         connect_receivers()
+        connect_inbound_receivers()
