@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .channels import KIND_CHOICES, Channel
@@ -169,7 +170,7 @@ class Campaign(models.Model):
             try:
                 validate_rules(self.audience)
             except AudienceError as exc:
-                errors["audience"] = str(exc)
+                errors["audience"] = exc.translate(gettext)
         if errors:
             raise ValidationError(errors)
 
