@@ -1,4 +1,15 @@
 """The Django admin of oscar_journeys: customers (with the customer 360 page), the
-timeline, snapshots, merges and event sources. See docs/admin.md."""
+timeline, snapshots, merges and event sources; campaigns (with their report and the
+template preview), channels, rules, consent and delivery. See docs/admin.md."""
 
-from . import customers, merges, sources, timeline  # noqa: F401  (register the ModelAdmins)
+from . import (  # noqa: F401  (register the ModelAdmins)
+    campaigns,
+    channels,
+    consent,
+    customers,
+    delivery,
+    merges,
+    rules,
+    sources,
+    timeline,
+)

@@ -18,9 +18,10 @@ from django.utils.translation import gettext_lazy as _
 from ..charts import line_chart
 from ..events import label
 from ..ml.schema import FEATURE_NAMES
-from ..models import Customer, CustomerIdentifier, CustomerMerge, Event, Snapshot
+from ..models import Consent, Customer, CustomerIdentifier, CustomerMerge, Decision, Enrollment, Event, Message, Snapshot
 
 EVENTS_PER_PAGE = 50
+CAMPAIGN_ROWS = 10  # the newest enrollments, decisions and messages shown
 CHART_SNAPSHOTS = 180
 # The snapshot features drawn as charts, one small chart each (their scales differ).
 CHART_FEATURES = (
@@ -90,6 +91,35 @@ def timeline_context(request, customer):
     }
 
 
+def campaigns_context(customer):
+    """Consents, and the newest enrollments, decisions and messages of the customer."""
+    from .delivery import EXIT_REASONS, mask_address
+
+    messages = list(
+        Message.objects.filter(customer=customer).select_related("campaign", "channel").order_by("-created_at", "-id")[
+            :CAMPAIGN_ROWS
+        ]
+    )
+    for message in messages:
+        message.masked_recipient = mask_address(message.recipient)
+    enrollments = list(
+        Enrollment.objects.filter(customer=customer).select_related("campaign").order_by("-triggered_at", "-id")[
+            :CAMPAIGN_ROWS
+        ]
+    )
+    for enrollment in enrollments:
+        enrollment.exit_label = EXIT_REASONS.get(enrollment.exit_reason, enrollment.exit_reason)
+    return {
+        "consents": Consent.objects.filter(customer=customer).order_by("channel_kind"),
+        "enrollments": enrollments,
+        "decisions": Decision.objects.filter(customer=customer)
+        .select_related("campaign", "channel")
+        .order_by("-decided_at", "-id")[:CAMPAIGN_ROWS],
+        "campaign_messages": messages,
+        "campaign_rows": CAMPAIGN_ROWS,
+    }
+
+
 def render(model_admin, request, customer):
     # Identifiers stay on the records merged into this one and resolve through them.
     records = [customer.pk, *Customer.objects.filter(merged_into=customer).values_list("pk", flat=True)]
@@ -110,6 +140,7 @@ def render(model_admin, request, customer):
         "events_changelist_url": reverse("admin:oscar_journeys_event_changelist"),
         **timeline_context(request, customer),
         **snapshot_context(customer),
+        **campaigns_context(customer),
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "oscar_journeys/admin/customer_360.html", context)
