@@ -26,6 +26,8 @@ demo: install
 	$(PY) manage.py shell -c "from oscar_journeys.models import Customer; import sys; sys.exit(0 if Customer.objects.exists() else 1)" \
 		|| $(PY) manage.py journeys_demo_data --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --seed 1
 	$(PY) manage.py journeys_snapshot --backfill 30
+	$(PY) manage.py journeys_setup_defaults
+	$(PY) manage.py journeys_run
 	DJANGO_SUPERUSER_PASSWORD=admin $(PY) manage.py createsuperuser --noinput --username admin --email admin@example.com 2>/dev/null || true
 	@echo "Shop: http://127.0.0.1:8000/   Admin: http://127.0.0.1:8000/admin/ (admin / admin)"
 	$(PY) manage.py runserver 127.0.0.1:8000
@@ -48,6 +50,9 @@ bench: install
 	$(PY) benchmarks/bench_receivers.py --database sqlite
 	$(PY) benchmarks/bench_receivers.py --database postgres
 	$(PY) benchmarks/bench_snapshot.py
+	$(PY) benchmarks/bench_triggers.py --database sqlite
+	$(PY) benchmarks/bench_triggers.py --database postgres
+	$(PY) benchmarks/bench_delivery.py
 
 clean:
-	rm -rf $(VENV) *.egg-info example_shop/db.sqlite3
+	rm -rf $(VENV) *.egg-info example_shop/db.sqlite3 example_shop/sent_emails

@@ -163,7 +163,7 @@ def generate(database_url, customers, per_customer, seed=7):
             _insert(
                 Customer,
                 pd.DataFrame(
-                    {"id": chunk, "email": "", "phone": "", "first_name": "", "last_name": "",
+                    {"id": chunk, "email": "", "phone": "", "first_name": "", "last_name": "", "time_zone": "", "language": "",
                      "created_at": created, "updated_at": created}
                 ),
                 connection,

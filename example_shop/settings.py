@@ -161,9 +161,11 @@ OSCAR_LINE_STATUS_PIPELINE = {
     "Cancelled": (),
 }
 
+# The demo writes each email it sends to a file under example_shop/sent_emails/.
 EMAIL_BACKEND = os.environ.get(
-    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
 )
+EMAIL_FILE_PATH = BASE_DIR / "sent_emails"
 
 REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"journeys-events": "600/min"},
@@ -182,7 +184,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oscar_journeys.tasks.snapshot_build_all",
         "schedule": crontab(hour=2, minute=15),
     },
+    # One round of the campaign loop: triggers, decisions, delivery, attribution.
+    "journeys-tick": {
+        "task": "oscar_journeys.tasks.journeys_tick",
+        "schedule": 300.0,
+    },
 }
+
+# Links in messages point here; set it to the shop's public https address in production.
+OSCAR_JOURNEYS_SITE_URL = os.environ.get("SHOP_URL", "http://127.0.0.1:8000")
+OSCAR_JOURNEYS_SHOP_POSTAL_ADDRESS = "Demo Sports Ltd, 1 Example Street, London EC1A 1AA"
+DEFAULT_FROM_EMAIL = "Demo Sports <shop@example.com>"
 
 LOGGING = {
     "version": 1,

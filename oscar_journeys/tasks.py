@@ -69,3 +69,81 @@ def snapshot_build_all(as_of_iso=None):
     if shards:
         group(snapshot_build_shard.s(as_of.isoformat(), lo, hi) for lo, hi in shards).apply_async()
     logger.info("Snapshots %s: queued %d shards", as_of, len(shards))
+
+
+# --- campaigns and delivery ---------------------------------------------------------------
+# Delayed work (a step due in an hour, a retry after a back-off) is a row with a due time
+# that journeys_tick polls, never a Celery countdown or ETA: a Redis broker redelivers an
+# ETA task past its visibility timeout, again and again.
+
+
+def _now(now_iso):
+    import datetime
+
+    from django.utils import timezone
+
+    if not now_iso:
+        return timezone.now()
+    now = datetime.datetime.fromisoformat(now_iso)
+    return now if timezone.is_aware(now) else timezone.make_aware(now, datetime.timezone.utc)
+
+
+@shared_task(ignore_result=True)
+def journeys_tick(now_iso=None):
+    """One round of the loop with workers: enroll new trigger occurrences here, queue one
+    ``decision_round_shard`` per customer-id range with due steps, relay the outbox and
+    attribute orders. Beat runs it every few minutes."""
+    from celery import group
+
+    from . import app_settings
+    from .services.attribution import outcomes_attribute as attribute
+    from .services.decision_data import due_customer_ranges
+    from .services.delivery import messages_relay as relay
+    from .services.triggers import triggers_scan
+
+    now = _now(now_iso)
+    enrolled = triggers_scan(now=now)
+    shards = due_customer_ranges(now=now, shard_size=int(app_settings.DECISION_SHARD_SIZE))
+    if shards:
+        group([decision_round_shard.s(now.isoformat(), lo, hi) for lo, hi in shards]).apply_async()
+    relayed = relay(now=now)
+    attributed = attribute(now=now)
+    logger.info("tick %s: %d enrolled, %d decision shards, relay %s, attribution %s",
+                now.isoformat(), sum(enrolled.values()), len(shards), relayed, attributed)
+
+
+@shared_task(ignore_result=True)
+def decision_round_shard(now_iso, lo, hi):
+    """Decide the steps due at ``now_iso`` for customers lo <= id < hi; their messages'
+    send tasks are queued when the round commits."""
+    from .services.decisions import decision_round
+
+    decision_round(now=_now(now_iso), customer_range=(lo, hi))
+
+
+# acks_late + reject_on_worker_lost: a batch whose worker died is delivered again. That is
+# safe only because messages_send claims each message with a conditional UPDATE before
+# sending it: the redelivered batch skips what was sent or is being sent, and sends the
+# rest (docs/delivery.md).
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def messages_send(message_ids):
+    """Send the outbox messages ``message_ids`` (each at most once)."""
+    from .services.delivery import messages_send as send
+
+    send(message_ids=list(message_ids))
+
+
+@shared_task(ignore_result=True)
+def messages_relay(now_iso=None):
+    """Fail messages stuck in sending; queue send tasks for the due queued ones."""
+    from .services.delivery import messages_relay as relay
+
+    relay(now=_now(now_iso))
+
+
+@shared_task(ignore_result=True)
+def outcomes_attribute(now_iso=None):
+    """Attribute orders to the decisions whose window is open."""
+    from .services.attribution import outcomes_attribute as attribute
+
+    attribute(now=_now(now_iso))

@@ -32,22 +32,32 @@ def integration_services():
 
 
 class Worker:
-    def __init__(self, broker):
+    """``settings_module``: the worker's Django settings; ``pool``: "solo" (tasks run in the
+    worker process) or "prefork" (one child process runs them, ``concurrency`` children);
+    ``log_name``: its log file under the project root."""
+
+    def __init__(self, broker, *, settings_module="tests.settings", pool="solo", concurrency=1,
+                 log_name="celery-worker-test.log"):
         self.broker = broker
         self.process = None
+        self.settings_module = settings_module
+        self.pool = pool
+        self.concurrency = concurrency
+        self.log_path = ROOT / log_name
 
     def start(self):
         db = settings.DATABASES["default"]
         env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
             # The worker must use the test database that pytest-django created.
             "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
             "JOURNEYS_TEST_BROKER_URL": self.broker,
         }
-        self.log = open(ROOT / "celery-worker-test.log", "w")
+        self.log = open(self.log_path, "w")
+        pool = ["-P", self.pool] + (["-c", str(self.concurrency)] if self.pool == "prefork" else [])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "example_shop", "worker", "-P", "solo", "-l", "info",
+            [sys.executable, "-m", "celery", "-A", "example_shop", "worker", *pool, "-l", "info",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "journeys-test@%h"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -56,7 +66,7 @@ class Worker:
     def _ready(self):
         if self.process.poll() is not None:
             raise RuntimeError(f"celery worker exited: see {self.log.name}")
-        return "ready." in (ROOT / "celery-worker-test.log").read_text()
+        return "ready." in self.log_path.read_text()
 
     @staticmethod
     def wait_until(predicate, timeout=30, what="the condition"):

@@ -1,0 +1,303 @@
+"""Sending the outbox: each queued message goes out at most once.
+
+``messages_send(message_ids=[...])`` is what the ``messages_send`` task runs. For each
+message, one at a time, a conditional UPDATE claims it (queued → sending, only if it is due);
+a message another worker (or an earlier delivery of the same task) claimed is left alone.
+Then consent and suppression are checked again (withdrawn since the decision: cancelled),
+the message is rendered (``services.rendering.MessageRenderer``, one per batch) and handed
+to its channel's backend (one ``with backend:`` per channel per batch), and the outcome is
+written with another conditional UPDATE (only from "sending"), so statuses only move
+forward. Nothing here runs inside a transaction: each claim commits on its own, so a
+worker killed mid-batch leaves at most the one message it was sending in "sending".
+
+A transient error (timeout, 5xx) puts the message back to "queued" with ``send_after`` a
+back-off later, until ``SEND_MAX_ATTEMPTS``; a permanent one marks it failed, and puts the
+address on the suppression list when the provider says the address itself is bad.
+
+``messages_relay(now=...)`` is the safety net, run by every tick: messages left "sending"
+longer than ``SENDING_TIMEOUT_SECONDS`` (their worker died) are marked failed, never sent
+again, since they may have gone out; queued messages that are due (a retry's back-off has
+passed, or the publish after the decision's commit was lost) get their send task again.
+"""
+
+import datetime as dt
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .. import app_settings
+from ..exceptions import ChannelError, ChannelPermanentError, ChannelTransientError
+from ..models import Message, Suppression
+from . import consent
+from .rendering import MessageRenderer
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 30
+# The relay leaves alone messages that became due this recently: their task, queued when
+# the decision committed, is most likely still on its way.
+RELAY_GRACE_SECONDS = 60
+
+
+@dataclass
+class SendStats:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    skipped: int = 0  # not due, or already claimed / handled elsewhere
+    seconds: float = 0.0
+
+    def add(self, other):
+        for name in ("sent", "failed", "retried", "cancelled", "skipped", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+    def as_dict(self):
+        return {"sent": self.sent, "failed": self.failed, "retried": self.retried, "cancelled": self.cancelled,
+                "skipped": self.skipped}
+
+
+def message_retry_delay(attempts, *, rng=random):
+    """Seconds to wait before attempt ``attempts + 1``: exponential from 30 s, capped at
+    ``SEND_RETRY_BACKOFF_MAX``, with jitter (between half and all of it) so retries of one
+    outage do not all come back at once."""
+    ceiling = min(float(app_settings.SEND_RETRY_BACKOFF_MAX), RETRY_BASE_SECONDS * 2.0 ** max(0, attempts - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def messages_send(*, message_ids, now=None):
+    """Send the due, queued messages among ``message_ids``; return a SendStats. Safe to run
+    twice, or in two workers at once: each message is claimed before it is sent."""
+    now = now or timezone.now()
+    started = time.monotonic()
+    stats = SendStats()
+    ids = sorted({int(pk) for pk in message_ids})
+    messages = list(
+        Message.objects.filter(pk__in=ids, status=Message.QUEUED, send_after__lte=now)
+        .select_related("customer", "channel", "template", "campaign", "enrollment")
+        .order_by("channel_id", "id")
+    )
+    stats.skipped = len(ids) - len(messages)
+    if messages:
+        renderer = MessageRenderer(now=now)
+        renderer.prefetch(messages)
+        by_channel = {}
+        for message in messages:
+            by_channel.setdefault(message.channel_id, []).append(message)
+        for batch in by_channel.values():
+            _send_channel(batch, renderer, now=now, stats=stats)
+    stats.seconds = time.monotonic() - started
+    logger.info("sent %d, failed %d, retried %d, cancelled %d, skipped %d in %.2fs",
+                stats.sent, stats.failed, stats.retried, stats.cancelled, stats.skipped, stats.seconds)
+    return stats
+
+
+def _send_channel(batch, renderer, *, now, stats):
+    channel = batch[0].channel
+    outbox = _Outbox(stats, now=now)
+    try:
+        if not channel.enabled:
+            for message in batch:
+                if outbox.claim(message):
+                    outbox.finish(message, Message.CANCELLED, last_error="channel disabled")
+            return
+        try:
+            backend = channel.get_backend()
+            backend.open()
+        except Exception as exc:  # a misconfigured or unreachable channel: every message waits
+            logger.warning("channel %s could not be opened: %s", channel, exc)
+            for message in batch:
+                if outbox.claim(message):
+                    _retry_or_fail(outbox, message, exc)
+            return
+        try:
+            for message in batch:
+                _send_one(backend, renderer, outbox, message)
+        finally:
+            try:
+                backend.close()
+            except Exception:
+                logger.exception("closing channel %s failed", channel)
+    finally:
+        outbox.flush()
+
+
+def _update_sql(pk, *, where_status, due_by=None, attempt=False, **fields):
+    """(sql, params) of ``UPDATE message SET fields WHERE id = pk AND status = where_status
+    [AND send_after <= due_by]``. Plain SQL with values prepared by the model's fields: the
+    ORM's query building costs more than the statement itself."""
+    qn = connection.ops.quote_name
+    meta = Message._meta
+    sets, params = [], []
+    for name, value in fields.items():
+        field = meta.get_field(name)
+        sets.append(f"{qn(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    if attempt:
+        sets.append(f"{qn('attempts')} = {qn('attempts')} + 1")
+    sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} = %s AND {qn('status')} = %s"
+    params += [pk, where_status]
+    if due_by is not None:
+        sql += f" AND {qn('send_after')} <= %s"
+        params.append(meta.get_field("send_after").get_db_prep_save(due_by, connection))
+    return sql, params
+
+
+def _conditional_update(pk, **kwargs):
+    """Run ``_update_sql``; returns rows updated (0 or 1)."""
+    sql, params = _update_sql(pk, **kwargs)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+class _Outbox:
+    """The status changes of one batch. A message's outcome (sending → sent / failed /
+    cancelled / queued again) is committed together with the claim of the next message
+    (queued → sending): one commit per message instead of two. Whatever happens, at most
+    the message being sent is left in "sending": the one claimed last, or the one whose
+    outcome was still to be written with the next claim."""
+
+    STATS = {Message.SENT: "sent", Message.FAILED: "failed", Message.CANCELLED: "cancelled", Message.QUEUED: "retried"}
+
+    def __init__(self, stats, *, now):
+        self.stats, self.now, self.pending = stats, now, None
+
+    def claim(self, message):
+        """queued → sending, only if still queued and due; True when this call got it."""
+        claim = {"where_status": Message.QUEUED, "due_by": self.now, "attempt": True, "status": Message.SENDING,
+                 "claimed_at": self.now}
+        if self.pending is not None and connection.vendor == "postgresql":
+            # One statement, one round trip: the previous outcome and this claim.
+            done_sql, done_params = self._pending_sql()
+            claim_sql, claim_params = _update_sql(message.pk, **claim)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"WITH done AS ({done_sql} RETURNING 1), claimed AS ({claim_sql} RETURNING 1) "
+                    "SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM claimed)",
+                    done_params + claim_params,
+                )
+                done, claimed = cursor.fetchone()
+            self._check_done(done)
+        else:
+            with transaction.atomic():
+                self._write_pending()
+                claimed = _conditional_update(message.pk, **claim)
+        if claimed:
+            message.status, message.claimed_at, message.attempts = Message.SENDING, self.now, message.attempts + 1
+        else:
+            self.stats.skipped += 1
+        return bool(claimed)
+
+    def finish(self, message, status, **fields):
+        """sending → ``status`` (only from sending: statuses move forward), written with the
+        next claim or by ``flush()``."""
+        self._write_pending()
+        self.pending = (message, status, fields)
+        name = self.STATS[status]
+        setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+    def flush(self):
+        self._write_pending()
+
+    def _pending_sql(self):
+        message, status, fields = self.pending
+        return _update_sql(message.pk, where_status=Message.SENDING, status=status, **fields)
+
+    def _check_done(self, updated):
+        message, status, _fields = self.pending
+        self.pending = None
+        if not updated:
+            logger.warning("message %s was no longer sending when it became %s", message.pk, status)
+
+    def _write_pending(self):
+        if self.pending is None:
+            return
+        sql, params = self._pending_sql()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            self._check_done(cursor.rowcount)
+
+
+def _send_one(backend, renderer, outbox, message):
+    if not outbox.claim(message):
+        return
+    kind = message.channel.kind
+    reason = consent.can_message(customer=message.customer, kind=kind, address=message.recipient)
+    if reason:
+        outbox.finish(message, Message.CANCELLED, last_error=reason)
+        return
+    try:
+        outgoing, links = renderer.render(message)
+    except Exception as exc:
+        logger.exception("message %s could not be rendered", message.pk)
+        outbox.finish(message, Message.FAILED, last_error=f"rendering: {exc}"[:2000])
+        return
+    try:
+        result = backend.send(outgoing)
+    except ChannelTransientError as exc:
+        _retry_or_fail(outbox, message, exc)
+    except ChannelPermanentError as exc:
+        outbox.finish(message, Message.FAILED, last_error=str(exc)[:2000])
+        if exc.suppress:
+            consent.suppress(kind=kind, address=message.recipient, reason=Suppression.BOUNCED,
+                             detail=str(exc)[:255], now=outbox.now)
+    except Exception as exc:  # a backend bug: it may have gone out, so it is not retried
+        logger.exception("channel %s raised while sending message %s", message.channel, message.pk)
+        outbox.finish(message, Message.FAILED, last_error=f"{type(exc).__name__}: {exc}"[:2000])
+    else:
+        outbox.finish(message, Message.SENT, sent_at=outbox.now, provider_id=(result.provider_id or "")[:255],
+                      links=links, last_error="")
+
+
+def _retry_or_fail(outbox, message, exc):
+    error = str(exc)[:2000]
+    transient = isinstance(exc, ChannelTransientError) or not isinstance(exc, ChannelError)
+    if transient and message.attempts < int(app_settings.SEND_MAX_ATTEMPTS):
+        later = outbox.now + dt.timedelta(seconds=message_retry_delay(message.attempts))
+        outbox.finish(message, Message.QUEUED, send_after=later, last_error=error)
+    else:
+        outbox.finish(message, Message.FAILED, last_error=error)
+
+
+def messages_sweep_stuck(*, now=None):
+    """Mark failed the messages left "sending" longer than SENDING_TIMEOUT_SECONDS; they
+    are never sent again (they may have gone out). Returns how many."""
+    now = now or timezone.now()
+    limit = now - dt.timedelta(seconds=int(app_settings.SENDING_TIMEOUT_SECONDS))
+    count = Message.objects.filter(status=Message.SENDING, claimed_at__lt=limit).update(
+        status=Message.FAILED, last_error="sending timed out: the worker stopped mid-send; not resent"
+    )
+    if count:
+        logger.warning("%d messages stuck in sending were marked failed", count)
+    return count
+
+
+def messages_relay(*, now=None, in_process=False):
+    """Sweep stuck messages, then send (``in_process``) or queue send tasks for the queued
+    messages that are due. Returns counts."""
+    from ..tasks import enqueue_on_commit
+    from ..tasks import messages_send as send_task
+
+    now = now or timezone.now()
+    stuck = messages_sweep_stuck(now=now)
+    until = now if in_process else now - dt.timedelta(seconds=RELAY_GRACE_SECONDS)
+    ids = list(
+        Message.objects.filter(status=Message.QUEUED, send_after__lte=until)
+        .order_by("send_after", "id")
+        .values_list("id", flat=True)
+    )
+    size = max(1, int(app_settings.SEND_BATCH_SIZE))
+    batches = [ids[start : start + size] for start in range(0, len(ids), size)]
+    stats = SendStats()
+    for batch in batches:
+        if in_process:
+            stats.add(messages_send(message_ids=batch, now=now))
+        else:
+            enqueue_on_commit(send_task, batch)
+    return {"stuck_failed": stuck, "due": len(ids), "batches": len(batches), **stats.as_dict()}

@@ -1,0 +1,271 @@
+"""Sending the outbox: once, with retries and back-off, failures, the stuck sweep and the
+send-time consent re-check."""
+
+import datetime as dt
+import random
+from unittest import mock
+
+import pytest
+
+from oscar_journeys.channels import locmem
+from oscar_journeys.models import Message, Suppression
+from oscar_journeys.models import campaigns as c
+from oscar_journeys.services import delivery
+from oscar_journeys.services.consent import consent_set, suppress
+from oscar_journeys.services.decisions import decision_round
+from oscar_journeys.services.delivery import message_retry_delay, messages_relay, messages_send
+
+from .journeys_setup import BACKENDS, consent, enroll, make_campaign, make_channel
+
+NOW = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _settings(settings):
+    settings.OSCAR_JOURNEYS_CHANNEL_BACKENDS = BACKENDS
+    settings.OSCAR_JOURNEYS_GLOBAL_CONTROL_PERCENT = 0
+    settings.OSCAR_JOURNEYS_SITE_URL = "https://shop.example.com"
+    locmem.reset()
+    yield
+    locmem.reset()
+
+
+@pytest.fixture
+def email(db):
+    return make_channel("Email")
+
+
+@pytest.fixture
+def campaign(email):
+    return make_campaign("Birthday", channels=[email], trigger=c.BIRTHDAY)
+
+
+def queue(campaign, customers, now=NOW):
+    for customer in customers:
+        enroll(campaign, customer, due=now)
+    return decision_round(now=now, enqueue=False).message_ids
+
+
+@pytest.fixture
+def message(campaign, make_customer):
+    (pk,) = queue(campaign, [consent(make_customer(first_name="Ana"))])
+    return Message.objects.get(pk=pk)
+
+
+def set_failure(channel, failure):
+    channel.options = {"fail_with": failure} if failure else {}
+    channel.save()
+
+
+def test_a_message_is_rendered_and_sent_once(message):
+    first = messages_send(message_ids=[message.pk], now=NOW)
+    second = messages_send(message_ids=[message.pk], now=NOW)
+
+    assert (first.sent, second.sent, second.skipped) == (1, 0, 1)
+    assert len(locmem.outbox) == 1
+    out = locmem.outbox[0]
+    assert out.to == message.recipient and out.subject == "Birthday step 1"
+    assert "Hello Ana" in out.text and out.idempotency_key == message.idempotency_key
+    assert "List-Unsubscribe" in out.headers
+    message.refresh_from_db()
+    assert (message.status, message.sent_at, message.attempts) == ("sent", NOW, 1)
+    assert message.provider_id.startswith("locmem-")
+    assert message.links == ["https://shop.example.com/offer/"]
+
+
+def test_one_connection_per_channel_per_batch(campaign, make_customer):
+    ids = queue(campaign, [consent(make_customer()) for _ in range(3)])
+    stats = messages_send(message_ids=ids, now=NOW)
+    assert stats.sent == 3 and locmem.stats == {"opened": 1, "closed": 1}
+
+
+def test_a_message_not_yet_due_is_left_alone(message):
+    stats = messages_send(message_ids=[message.pk], now=NOW - dt.timedelta(seconds=1))
+    assert stats.skipped == 1 and not locmem.outbox
+    assert Message.objects.get().status == "queued"
+
+
+def test_transient_errors_back_off_then_succeed(message, email, settings):
+    settings.OSCAR_JOURNEYS_SEND_RETRY_BACKOFF_MAX = 600
+    set_failure(email, "transient")
+
+    stats = messages_send(message_ids=[message.pk], now=NOW)
+
+    assert stats.retried == 1 and not locmem.outbox
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("queued", 1)
+    assert NOW + dt.timedelta(seconds=15) <= message.send_after <= NOW + dt.timedelta(seconds=30)
+    assert "transient" in message.last_error
+    # Not due before the back-off has passed, even if asked.
+    assert messages_send(message_ids=[message.pk], now=NOW + dt.timedelta(seconds=10)).skipped == 1
+
+    later = message.send_after
+    messages_send(message_ids=[message.pk], now=later)  # fails again: a longer back-off
+    message.refresh_from_db()
+    assert message.attempts == 2 and message.send_after - later >= dt.timedelta(seconds=30)
+
+    set_failure(email, "")
+    # The relay (what the tick runs) finds it once due and sends it.
+    result = messages_relay(now=message.send_after, in_process=True)
+    assert result["sent"] == 1 and len(locmem.outbox) == 1
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error) == ("sent", 3, "")
+
+
+def test_transient_errors_give_up_after_the_last_attempt(message, email, settings):
+    settings.OSCAR_JOURNEYS_SEND_MAX_ATTEMPTS = 2
+    set_failure(email, "transient")
+    messages_send(message_ids=[message.pk], now=NOW)
+    message.refresh_from_db()
+    messages_send(message_ids=[message.pk], now=message.send_after)
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("failed", 2)
+
+
+def test_a_permanent_error_fails_without_retry(message, email):
+    set_failure(email, "permanent")
+    stats = messages_send(message_ids=[message.pk], now=NOW)
+    assert stats.failed == 1
+    message.refresh_from_db()
+    assert message.status == "failed" and message.attempts == 1
+    assert not Suppression.objects.exists()
+    assert messages_relay(now=NOW + dt.timedelta(days=1), in_process=True)["sent"] == 0
+
+
+def test_a_bad_address_is_suppressed(message, email, campaign):
+    set_failure(email, "permanent_suppress")
+    messages_send(message_ids=[message.pk], now=NOW)
+    suppression = Suppression.objects.get()
+    assert (suppression.channel_kind, suppression.reason) == ("email", "bounced")
+    # The next decision for that address is skipped.
+    set_failure(email, "")
+    enroll(campaign, message.customer, due=NOW, key="again")
+    result = decision_round(now=NOW, enqueue=False)
+    assert result.reasons == {"suppressed": 1} and not result.message_ids
+
+
+def test_a_backend_that_cannot_open_retries_every_message(message, email):
+    with mock.patch.object(locmem.LocmemChannel, "open", side_effect=OSError("connection refused")):
+        stats = messages_send(message_ids=[message.pk], now=NOW)
+    assert stats.retried == 1
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("queued", 1) and "refused" in message.last_error
+
+
+def test_a_backend_bug_fails_the_message_and_the_batch_goes_on(campaign, make_customer):
+    ids = queue(campaign, [consent(make_customer()) for _ in range(2)])
+    calls = {"n": 0}
+    real = locmem.LocmemChannel.deliver
+
+    def flaky(self, message, payload):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return real(self, message, payload)
+
+    with mock.patch.object(locmem.LocmemChannel, "deliver", flaky):
+        stats = messages_send(message_ids=ids, now=NOW)
+    assert (stats.failed, stats.sent) == (1, 1)
+
+
+def test_unsubscribed_between_decision_and_send_is_cancelled(message):
+    consent_set(customer=message.customer, kind="email", granted=False, source="preferences", now=NOW)
+    stats = messages_send(message_ids=[message.pk], now=NOW)
+    assert stats.cancelled == 1 and not locmem.outbox
+    message.refresh_from_db()
+    assert (message.status, message.last_error) == ("cancelled", "no_consent")
+
+
+def test_suppressed_between_decision_and_send_is_cancelled(message):
+    suppress(kind="email", address=message.recipient, reason="unsubscribed")
+    messages_send(message_ids=[message.pk], now=NOW)
+    message.refresh_from_db()
+    assert (message.status, message.last_error) == ("cancelled", "suppressed")
+
+
+def test_a_disabled_channel_cancels_its_messages(message, email):
+    email.enabled = False
+    email.save()
+    messages_send(message_ids=[message.pk], now=NOW)
+    message.refresh_from_db()
+    assert message.status == "cancelled" and not locmem.outbox
+
+
+def test_stuck_in_sending_is_failed_by_the_sweep_and_never_resent(message, settings):
+    settings.OSCAR_JOURNEYS_SENDING_TIMEOUT_SECONDS = 900
+    # A worker claimed it and died before the provider answered.
+    Message.objects.filter(pk=message.pk).update(status="sending", claimed_at=NOW, attempts=1)
+
+    early = messages_relay(now=NOW + dt.timedelta(seconds=899), in_process=True)
+    assert early["stuck_failed"] == 0
+    assert Message.objects.get().status == "sending"
+
+    late = messages_relay(now=NOW + dt.timedelta(seconds=901), in_process=True)
+    assert late["stuck_failed"] == 1
+    message.refresh_from_db()
+    assert message.status == "failed" and "not resent" in message.last_error
+    messages_send(message_ids=[message.pk], now=NOW + dt.timedelta(days=1))
+    assert not locmem.outbox
+
+
+def test_a_late_result_does_not_move_a_status_backwards(message):
+    outbox = delivery._Outbox(delivery.SendStats(), now=NOW)
+    assert outbox.claim(message)
+    Message.objects.filter(pk=message.pk).update(status="failed")  # the sweep got there first
+    outbox.finish(message, Message.SENT, sent_at=NOW)
+    outbox.flush()
+    assert Message.objects.get().status == "failed"
+
+
+def test_an_outcome_is_written_with_the_next_claim(campaign, make_customer):
+    first, second = (Message.objects.get(pk=pk) for pk in queue(campaign, [consent(make_customer()) for _ in range(2)]))
+    outbox = delivery._Outbox(delivery.SendStats(), now=NOW)
+    outbox.claim(first)
+    outbox.finish(first, Message.SENT, sent_at=NOW)
+    assert Message.objects.get(pk=first.pk).status == "sending"  # not yet written
+    outbox.claim(second)
+    assert dict(Message.objects.values_list("pk", "status")) == {first.pk: "sent", second.pk: "sending"}
+    outbox.finish(second, Message.FAILED)
+    outbox.flush()
+    assert Message.objects.get(pk=second.pk).status == "failed"
+    assert (outbox.stats.sent, outbox.stats.failed) == (1, 1)
+
+
+def test_the_relay_queues_due_messages_in_batches_but_not_fresh_ones(campaign, make_customer, settings,
+                                                                      django_capture_on_commit_callbacks):
+    settings.OSCAR_JOURNEYS_SEND_BATCH_SIZE = 2
+    old = queue(campaign, [consent(make_customer()) for _ in range(3)], now=NOW - dt.timedelta(minutes=10))
+    queue(campaign, [consent(make_customer())], now=NOW)  # just decided: its task is on its way
+    with mock.patch("oscar_journeys.tasks.messages_send.apply_async") as publish:
+        with django_capture_on_commit_callbacks(execute=True):
+            result = messages_relay(now=NOW)
+    assert result["due"] == 3 and result["batches"] == 2
+    assert sorted(sum((call.args[0][0] for call in publish.call_args_list), [])) == sorted(old)
+
+
+def test_the_retry_delay_grows_is_capped_and_jittered(settings):
+    settings.OSCAR_JOURNEYS_SEND_RETRY_BACKOFF_MAX = 600
+    rng = random.Random(1)
+    for attempts, ceiling in [(1, 30), (2, 60), (3, 120), (5, 480), (6, 600), (20, 600)]:
+        delays = [message_retry_delay(attempts, rng=rng) for _ in range(200)]
+        assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+        assert max(delays) - min(delays) > ceiling / 4  # jitter spreads them
+
+
+def test_the_send_task_is_safe_to_redeliver_and_calls_the_service(message):
+    from oscar_journeys import tasks
+
+    assert tasks.messages_send.acks_late and tasks.messages_send.reject_on_worker_lost
+    tasks.messages_send.run([message.pk])  # as a worker runs it: now is the real time
+    tasks.messages_send.run([message.pk])  # a redelivery
+    assert len(locmem.outbox) == 1 and Message.objects.get().status == "sent"
+
+
+def test_the_relay_task_sweeps_and_requeues(message, settings):
+    from oscar_journeys import tasks
+
+    Message.objects.filter(pk=message.pk).update(status="sending", claimed_at=NOW)
+    settings.OSCAR_JOURNEYS_SENDING_TIMEOUT_SECONDS = 900
+    later = NOW + dt.timedelta(seconds=901)
+    tasks.messages_relay.run(later.isoformat())
+    assert Message.objects.get().status == "failed"
