@@ -51,6 +51,48 @@ def customer_id_ranges(shard_size, *, until=None, snapshot_days=None):
     return [(k * shard_size, (k + 1) * shard_size) for k in range(first, last + 1)]
 
 
+# --- rows by id ------------------------------------------------------------------------------
+
+# A run of ids is read by range when the range holds at most this many ids per id wanted.
+DENSE_SPAN = 4
+ID_WINDOW = 50_000
+
+
+def in_chunk_size():
+    """Ids per ``IN (...)`` list: SQLite takes at most 999 parameters a statement."""
+    limit = connection.features.max_query_params
+    return 10_000 if limit is None else max(1, limit - 20)
+
+
+def chunks(values):
+    """``values`` in lists that fit an ``IN (...)``."""
+    values = list(values)
+    size = in_chunk_size()
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def values_for_ids(queryset, field, ids, *columns):
+    """Rows ``(field value, *columns)`` of ``queryset`` whose integer ``field`` is one of
+    ``ids``, in a few queries whatever the number of ids. Sorted ids go in windows; a
+    window whose ids are dense (the usual case: customers with something due) is read by
+    range, one indexable condition, and the rows outside it are dropped here; a sparse one
+    by ``IN`` lists that fit the database's parameter limit."""
+    ids = np.unique(np.asarray(list(ids), dtype="int64"))
+    wanted = set(ids.tolist())
+    rows = []
+    for start in range(0, len(ids), ID_WINDOW):
+        window = ids[start : start + ID_WINDOW]
+        lo, hi = int(window[0]), int(window[-1])
+        if hi - lo + 1 <= DENSE_SPAN * len(window):
+            found = queryset.filter(**{f"{field}__gte": lo, f"{field}__lte": hi}).values_list(field, *columns)
+            rows.extend(row for row in found.iterator(chunk_size=10_000) if row[0] in wanted)
+        else:
+            for chunk in chunks(window.tolist()):
+                rows.extend(queryset.filter(**{f"{field}__in": chunk}).values_list(field, *columns))
+    return rows
+
+
 # --- events ---------------------------------------------------------------------------------
 
 

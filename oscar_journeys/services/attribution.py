@@ -28,7 +28,7 @@ from django.utils import timezone
 from .. import app_settings
 from ..ml import schema
 from ..models import Campaign, Decision, Event
-from .decision_data import chunks
+from ..selectors import chunks
 
 logger = logging.getLogger(__name__)
 

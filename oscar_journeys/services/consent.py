@@ -11,13 +11,14 @@ Three things decide it, per channel kind:
 - the suppression list: an address that unsubscribed, bounced, complained or texted STOP
   (``Suppression``, keyed on the hashed address, so it outlives the customer record).
 
-``reachability`` answers for many customers at once (the decision round), ``can_message``
-for one message at send time.
+``reachability`` answers for many customers at once (the decision round),
+``message_blocks`` for a batch of messages at send time (``can_message`` for one).
 """
 
 import logging
 import re
 
+import numpy as np
 import pandas as pd
 import phonenumbers
 from django.db import IntegrityError, transaction
@@ -29,6 +30,7 @@ from ..ml import schema
 from ..models import Consent, Customer, CustomerIdentifier, Event, Suppression
 from ..models.channels import EMAIL, KIND_CHOICES, PUSH, SMS, WEBHOOK
 from ..models.consent import address_hash
+from ..selectors import chunks, values_for_ids
 from .timeline import timeline_record_event
 
 logger = logging.getLogger(__name__)
@@ -37,8 +39,6 @@ KINDS = tuple(kind for kind, _label in KIND_CHOICES)
 OPT_IN, SOFT_OPT_IN, NONE = "opt_in", "soft_opt_in", "none"
 # Reason codes, as Decision.reason stores them.
 NO_CONSENT, SUPPRESSED, UNREACHABLE = "no_consent", "suppressed", "unreachable"
-# Query parameters per statement: SQLite's limit is 999 on old builds.
-CHUNK = 900
 
 
 def _check_kinds(kinds):
@@ -79,90 +79,119 @@ def _e164(phone):
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _chunks(ids):
-    ids = list(ids)
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start : start + CHUNK]
-
-
 # --- bulk -----------------------------------------------------------------------------------
+
+
+def _stated(customer_ids, kinds):
+    """{(customer_id, kind): granted} of the Consent rows of these customers."""
+    rows = values_for_ids(Consent.objects.filter(channel_kind__in=list(kinds)), "customer_id", customer_ids,
+                          "channel_kind", "granted")
+    return {(customer_id, kind): granted for customer_id, kind, granted in rows}
+
+
+def _buyers(customer_ids):
+    """The customers among ``customer_ids`` who have placed an order (soft opt-in)."""
+    if not len(customer_ids):
+        return set()
+    events = Event.objects.filter(type=schema.ORDER_PLACED).order_by()
+    return {customer_id for (customer_id,) in values_for_ids(events, "customer_id", customer_ids)}
+
+
+def _consenting(kind, customer_ids, stated, has_account):
+    """Per customer id (a list), whether the policy for ``kind`` lets us message them:
+    ``stated`` holds their Consent rows, ``has_account`` the ids with a user account. The
+    order history is read only for the soft opt-in customers it can decide."""
+    rule = policy(kind)
+    if rule == NONE:
+        return [True] * len(customer_ids)
+    said = [stated.get((pk, kind)) for pk in customer_ids]
+    if rule != SOFT_OPT_IN:
+        return [value is True for value in said]
+    undecided = [pk for pk, value in zip(customer_ids, said) if value is None and pk not in has_account]
+    buyers = _buyers(undecided)
+    return [
+        value if value is not None else (pk in has_account or pk in buyers) for pk, value in zip(customer_ids, said)
+    ]
 
 
 def reachability(*, customer_ids, kinds):
     """A DataFrame indexed by ``customer_id`` with, per kind in ``kinds``, the columns
     ``<kind>_address`` (str, "" when there is none), ``<kind>_consent`` (bool, per the
     policy) and ``<kind>_suppressed`` (bool). Unknown customer ids get a row with no address
-    and no consent. A few queries per 900 customers, whatever the kinds."""
+    and no consent. A few queries whatever the number of customers and kinds
+    (``selectors.values_for_ids``)."""
     kinds = list(dict.fromkeys(kinds))
     _check_kinds(kinds)
     ids = list(dict.fromkeys(int(pk) for pk in customer_ids))
     frame = pd.DataFrame(index=pd.Index(ids, name="customer_id", dtype="int64"))
-    if not kinds:
+    if not kinds or not ids:
+        for kind in kinds:
+            frame[f"{kind}_address"], frame[f"{kind}_consent"], frame[f"{kind}_suppressed"] = "", False, False
         return frame
-    rows, push, consents, buyers = [], [], [], set()
-    soft = any(policy(kind) == SOFT_OPT_IN for kind in kinds)
-    for chunk in _chunks(ids):
-        rows.extend(Customer.objects.filter(pk__in=chunk).values_list("pk", "email", "phone", "user_id"))
-        if PUSH in kinds:
-            push.extend(
-                CustomerIdentifier.objects.filter(customer_id__in=chunk, kind=CustomerIdentifier.PUSH)
-                .order_by("customer_id", "pk")
-                .values_list("customer_id", "value")
-            )
-        consents.extend(
-            Consent.objects.filter(customer_id__in=chunk, channel_kind__in=kinds).values_list(
-                "customer_id", "channel_kind", "granted"
-            )
-        )
-        if soft:
-            buyers.update(
-                Event.objects.filter(customer_id__in=chunk, type=schema.ORDER_PLACED)
-                .order_by()
-                .values_list("customer_id", flat=True)
-                .distinct()
-            )
+    rows = values_for_ids(Customer.objects.all(), "pk", ids, "email", "phone", "user_id")
     customers = pd.DataFrame(rows, columns=["customer_id", "email", "phone", "user_id"]).set_index("customer_id")
     customers = customers.reindex(frame.index)
-    known = customers["email"].notna().to_numpy() if len(customers) else []
+    known = customers["email"].notna().to_numpy()
     addresses = {
-        EMAIL: customers["email"].fillna("").str.strip().str.lower(),
-        SMS: customers["phone"].fillna("").str.strip(),
-        # The latest push token of each customer (rows are ordered by pk).
-        PUSH: pd.Series(dict(push), dtype="object").reindex(frame.index).fillna(""),
-        WEBHOOK: pd.Series(frame.index.astype(str), index=frame.index).where(known, ""),
+        EMAIL: lambda: customers["email"].fillna("").str.strip().str.lower(),
+        SMS: lambda: customers["phone"].fillna("").str.strip(),
+        PUSH: lambda: _push_tokens(ids).reindex(frame.index).fillna(""),
+        WEBHOOK: lambda: pd.Series(frame.index.astype(str), index=frame.index).where(known, ""),
     }
-    has_account = customers["user_id"].notna() | frame.index.isin(list(buyers))
-    stated = pd.DataFrame(consents, columns=["customer_id", "kind", "granted"])
+    has_account = set(customers.index[customers["user_id"].notna().to_numpy()].tolist())
+    stated = _stated(ids, kinds)
     for kind in kinds:
-        address = addresses[kind].astype(str)
+        address = addresses[kind]().astype(str)
         frame[f"{kind}_address"] = address
-        rows_of_kind = stated[stated["kind"] == kind].set_index("customer_id")["granted"]
-        said = rows_of_kind.reindex(frame.index)
-        rule = policy(kind)
-        if rule == NONE:
-            consent = pd.Series(True, index=frame.index)
-        elif rule == SOFT_OPT_IN:
-            consent = (said == True) | (said.isna() & has_account)  # noqa: E712
-        else:
-            consent = said == True  # noqa: E712
-        frame[f"{kind}_consent"] = consent.fillna(False).astype(bool).to_numpy()
-        frame[f"{kind}_suppressed"] = _suppressed(kind, address).to_numpy()
+        frame[f"{kind}_consent"] = _consenting(kind, ids, stated, has_account)
+        frame[f"{kind}_suppressed"] = _suppressed_hashes(kind, address.to_numpy()).tolist()
     return frame
 
 
-def _suppressed(kind, addresses):
-    hashes = pd.Series(
-        [address_hash(kind, value) if value else "" for value in addresses.to_numpy()], index=addresses.index
-    )
+def _push_tokens(customer_ids):
+    """The latest push token of each customer, as a Series by customer id."""
+    identifiers = CustomerIdentifier.objects.filter(kind=CustomerIdentifier.PUSH).order_by("customer_id", "pk")
+    return pd.Series(dict(values_for_ids(identifiers, "customer_id", customer_ids, "value")), dtype="object")
+
+
+def _suppressed_hashes(kind, addresses):
+    """Per address (already normalized; "" for none), whether it is on the suppression
+    list for ``kind``. A short list is read whole; a long one is asked about these hashes."""
+    listed = Suppression.objects.filter(channel_kind=kind)
+    size = listed.count()
+    if not size:
+        return np.zeros(len(addresses), dtype=bool)
+    hashes = [address_hash(kind, value) if value else "" for value in addresses]
     wanted = sorted(set(hashes) - {""})
-    found = set()
-    for chunk in _chunks(wanted):
-        found.update(
-            Suppression.objects.filter(channel_kind=kind, address_hash__in=chunk).values_list(
-                "address_hash", flat=True
-            )
-        )
-    return hashes.isin(found)
+    if size <= len(wanted):
+        found = set(listed.values_list("address_hash", flat=True))
+    else:
+        found = set()
+        for chunk in chunks(wanted):
+            found.update(listed.filter(address_hash__in=chunk).values_list("address_hash", flat=True))
+    return np.array([bool(h) and h in found for h in hashes], dtype=bool)
+
+
+def message_blocks(items):
+    """For each ``(customer, kind, address)`` in ``items``, "" when the customer may be sent
+    marketing at ``address`` on a ``kind`` channel now, else the reason: "unreachable",
+    "suppressed" or "no_consent" (Decision reason codes). The send-time re-check of a batch
+    (a customer who unsubscribed after the decision gets nothing), in a few queries."""
+    items = list(items)
+    _check_kinds({kind for _customer, kind, _address in items})
+    customer_ids = sorted({customer.pk for customer, _kind, _address in items})
+    kinds = sorted({kind for _customer, kind, _address in items})
+    stated = _stated(customer_ids, kinds) if any(policy(kind) != NONE for kind in kinds) else {}
+    has_account = {customer.pk for customer, _kind, _address in items if customer.user_id}
+    reasons = [""] * len(items)
+    for kind in kinds:
+        at = [i for i, (_customer, k, _address) in enumerate(items) if k == kind]
+        addresses = [normalize_address(kind, items[i][2]) for i in at]
+        suppressed = _suppressed_hashes(kind, addresses)
+        consenting = _consenting(kind, [items[i][0].pk for i in at], stated, has_account)
+        for i, address, blocked, allowed in zip(at, addresses, suppressed, consenting):
+            reasons[i] = UNREACHABLE if not address else SUPPRESSED if blocked else "" if allowed else NO_CONSENT
+    return reasons
 
 
 # --- one customer ---------------------------------------------------------------------------
@@ -189,39 +218,19 @@ def address_for(customer, kind):
 
 def has_consent(*, customer, kind):
     """Whether the policy for ``kind`` lets us message ``customer`` (suppression aside)."""
-    rule = policy(kind)
-    if rule == NONE:
-        return True
-    granted = Consent.objects.filter(customer_id=customer.pk, channel_kind=kind).values_list("granted", flat=True)
-    granted = granted.first()
-    if granted is not None:
-        return granted
-    if rule == SOFT_OPT_IN:
-        return bool(customer.user_id) or Event.objects.filter(
-            customer_id=customer.pk, type=schema.ORDER_PLACED
-        ).exists()
-    return False
+    _check_kinds([kind])
+    stated = _stated([customer.pk], [kind]) if policy(kind) != NONE else {}
+    return _consenting(kind, [customer.pk], stated, {customer.pk} if customer.user_id else set())[0]
 
 
 def is_suppressed(*, kind, address):
-    address = normalize_address(kind, address)
-    return bool(address) and Suppression.objects.filter(
-        channel_kind=kind, address_hash=address_hash(kind, address)
-    ).exists()
+    _check_kinds([kind])
+    return bool(_suppressed_hashes(kind, [normalize_address(kind, address)])[0])
 
 
 def can_message(*, customer, kind, address):
-    """"" when ``customer`` may be sent marketing at ``address`` on a ``kind`` channel now,
-    else the reason: "unreachable", "suppressed" or "no_consent" (Decision reason codes).
-    The send-time re-check: a customer who unsubscribed after the decision gets nothing."""
-    _check_kinds([kind])
-    if not (address or "").strip():
-        return UNREACHABLE
-    if is_suppressed(kind=kind, address=address):
-        return SUPPRESSED
-    if not has_consent(customer=customer, kind=kind):
-        return NO_CONSENT
-    return ""
+    """``message_blocks`` for one message."""
+    return message_blocks([(customer, kind, address)])[0]
 
 
 # --- changes --------------------------------------------------------------------------------

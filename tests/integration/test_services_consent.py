@@ -101,8 +101,39 @@ def test_reachability_is_bulk(db):
         frame = service.reachability(customer_ids=ids, kinds=KINDS)
     assert len(frame) == 2000
     assert int(frame["email_suppressed"].sum()) == 1
-    # 3 chunks of 900 ids x (customers, push ids, consents, orders) + 3 suppression look-ups per kind
-    assert len(queries) <= 3 * 4 + 3 * 4
+    # Dense ids are read by range: customers, push ids, consents, orders, then per kind a
+    # count of the suppression list and one read of it.
+    assert len(queries) <= 4 + 2 * len(KINDS)
+
+
+def test_reachability_of_sparse_ids_matches_one_by_one(db):
+    made = Customer.objects.bulk_create([Customer(email=f"s{n}@example.com") for n in range(300)])
+    ids = sorted(Customer.objects.values_list("pk", flat=True))[::37]  # spread out: read with IN lists
+    ids.append(10**9)  # and one unknown id far away
+    service.suppress(kind="email", address="S37@example.com", reason=Suppression.BOUNCED, now=NOW)
+    frame = service.reachability(customer_ids=ids, kinds=["email"])
+    assert len(made) == 300 and list(frame.index) == ids
+    by_id = {c.pk: c for c in Customer.objects.filter(pk__in=ids)}
+    for pk in ids[:-1]:
+        assert frame.loc[pk, "email_address"] == by_id[pk].email
+        assert bool(frame.loc[pk, "email_suppressed"]) == service.is_suppressed(kind="email", address=by_id[pk].email)
+    assert frame["email_suppressed"].sum() == 1
+    assert frame.loc[10**9].tolist() == ["", False, False]
+
+
+def test_message_blocks_checks_a_batch_in_a_few_queries(people, make_customer):
+    buyer, stranger, texter = people["buyer"], people["stranger"], people["texter"]
+    service.suppress(kind="sms", address=texter.phone, reason=Suppression.STOPPED, now=NOW)
+    items = [
+        (buyer, "email", buyer.email), (stranger, "email", stranger.email), (texter, "email", ""),
+        (texter, "sms", texter.phone), (buyer, "email", buyer.email.upper()),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        reasons = service.message_blocks(items * 20)
+    assert reasons[:5] == ["", "no_consent", "unreachable", "suppressed", ""]
+    assert reasons == reasons[:5] * 20
+    assert reasons[:5] == [service.can_message(customer=c, kind=k, address=a) for c, k, a in items]
+    assert len(queries) <= 2 + 2 * 2  # consents, orders; per kind: the list's size and its hashes
 
 
 def test_can_message_gives_the_decision_reason(people):
