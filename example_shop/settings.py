@@ -26,9 +26,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the shop read while a snapshot job writes.
+    # WAL lets the shop read while a snapshot job writes; a 64 MB page cache (the default
+    # is 2 MB) keeps the indexes a decision round writes to in memory.
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = (
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;"
     )
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 

@@ -20,9 +20,19 @@ def enqueue_on_commit(task, *args, **kwargs):
     transaction.on_commit(partial(_publish, task, args, kwargs))
 
 
+def _is_batch(value):
+    return isinstance(value, (list, tuple)) and len(value) > 5
+
+
 def _publish(task, args, kwargs):
+    options = {}
+    if any(_is_batch(value) for value in (*args, *(kwargs or {}).values())):
+        # Show a batch of ids in logs and monitoring as its size: Celery would otherwise
+        # format every id of every batch it publishes.
+        options["argsrepr"] = repr(tuple(f"[{len(a)} ids]" if _is_batch(a) else a for a in args))
+        options["kwargsrepr"] = repr({k: f"[{len(v)} ids]" if _is_batch(v) else v for k, v in (kwargs or {}).items()})
     try:
-        task.apply_async(args, kwargs)
+        task.apply_async(args, kwargs, **options)
     except Exception:
         logger.exception("could not queue %s; running it in process", task.name)
         task.apply(args, kwargs)

@@ -1,17 +1,17 @@
-"""The decision round's reads and bulk writes: the ORM on one side, frames on the other.
+"""The decision round's reads and its enrollment update: the ORM on one side, frames on
+the other (inserts: ``bulk.py``).
 
 Every read here is one query (or one per chunk of ids) whatever the number of customers;
 ``services/decisions.py`` holds the logic."""
 
 import datetime as dt
-import io
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from django.db import connection
-from django.db.models import JSONField, Max
+from django.db.models import BigIntegerField, Max
+from django.db.models.functions import Cast, Extract
 
 from ..ml import audience
 from ..models import (
@@ -29,23 +29,10 @@ from ..models import (
 )
 from ..models.campaigns import Campaign
 from ..selectors import snapshots_frame
-from . import consent
+from . import bulk, consent
 
 UNITS = {"minutes": "min", "hours": "h", "days": "D"}
 COUNTED_STATUSES = (Message.QUEUED, Message.SENDING, Message.SENT)
-
-
-def chunk_size():
-    """Ids per ``IN (...)`` list: SQLite takes at most 999 parameters a statement."""
-    limit = connection.features.max_query_params
-    return 10_000 if limit is None else max(1, limit - 20)
-
-
-def chunks(values):
-    values = list(values)
-    size = chunk_size()
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _range_filter(queryset, ids, field="customer_id"):
@@ -70,9 +57,14 @@ def claim_due(*, now, customer_range=None):
         due = due.filter(customer_id__gte=customer_range[0], customer_id__lt=customer_range[1])
     if connection.features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True, of=("self",))
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:  # microseconds since the epoch: a number per row, not a datetime to build
+        due = due.annotate(
+            at=Cast(Extract("triggered_at", "epoch", tzinfo=dt.timezone.utc) * 1_000_000, BigIntegerField())
+        )
     rows = due.order_by("id").values_list(
-        "id", "campaign_id", "customer_id", "trigger_key", "next_step", "held_out", "triggered_at",
-        "customer__time_zone",
+        "id", "campaign_id", "customer_id", "trigger_key", "next_step", "held_out",
+        "at" if postgresql else "triggered_at", "customer__time_zone",
     )
     # Straight from the cursor: no per-row converters; the frame parses the times in bulk.
     sql, params = rows.query.sql_with_params()
@@ -81,8 +73,10 @@ def claim_due(*, now, customer_range=None):
         frame = pd.DataFrame.from_records(cursor.fetchall(), columns=CLAIM_COLUMNS)
     frame["held_out"] = pd.Series([None if v is None else bool(v) for v in frame["held_out"]], dtype=object)
     frame["time_zone"] = frame["time_zone"].astype(object)
-    text = len(frame) and isinstance(frame["triggered_at"].iloc[0], str)  # SQLite: text in UTC
-    frame["triggered_at"] = pd.to_datetime(frame["triggered_at"], utc=True, format="ISO8601" if text else None)
+    if postgresql:
+        frame["triggered_at"] = pd.to_datetime(frame["triggered_at"].astype("int64"), unit="us", utc=True)
+    else:  # SQLite: text in UTC
+        frame["triggered_at"] = pd.to_datetime(frame["triggered_at"], utc=True, format="ISO8601")
     return frame.astype({"enrollment_id": "int64", "campaign_id": "int64", "customer_id": "int64", "step": "int64"})
 
 
@@ -248,79 +242,6 @@ def recent_messages(customer_ids, caps, *, now):
 # --- writing ---------------------------------------------------------------------------------------
 
 
-def _is_column(value):
-    return isinstance(value, (list, tuple, np.ndarray, pd.Series))
-
-
-def insert_rows(model, data, *, returning=()):
-    """Insert rows into ``model``'s table in bulk, skipping rows that conflict with a
-    unique key (``ON CONFLICT DO NOTHING``), as ``bulk_create(ignore_conflicts=True)`` does
-    but without building a model instance and preparing each value per row (ten times
-    faster at 100k rows). ``data``: {attname: a list of values, one per row, or one value
-    for every row}; other fields take their default. Values are in database form (ints,
-    strings, aware datetimes). On PostgreSQL the varying columns are ``COPY``'d into a
-    temporary table, then ``INSERT ... SELECT`` adds the constant ones, and the
-    ``returning`` columns of the rows actually inserted are returned; on other databases
-    (``executemany``) returns None: read them back."""
-    varying = {name: list(value) for name, value in data.items() if _is_column(value)}
-    n = len(next(iter(varying.values()))) if varying else 0
-    if not n:
-        return [] if connection.vendor == "postgresql" else None
-    constants = {}
-    for f in model._meta.concrete_fields:
-        if f.primary_key or f.attname in varying:
-            continue
-        if f.attname in data:
-            constants[f] = data[f.attname]
-        elif isinstance(f, JSONField):
-            constants[f] = json.dumps(f.get_default())
-        else:
-            constants[f] = f.get_db_prep_save(f.get_default(), connection)
-    qn = connection.ops.quote_name
-    table = qn(model._meta.db_table)
-    var_columns = [qn(model._meta.get_field(name).column) for name in varying]
-    names = ", ".join(var_columns + [qn(f.column) for f in constants])
-    if connection.vendor == "postgresql":
-        buffer = io.StringIO()
-        # A column holding None stays object (pandas would turn ints with None into floats).
-        frame = pd.DataFrame(
-            {name: pd.Series(values, dtype=object if None in values else None) for name, values in varying.items()}
-        )
-        frame.to_csv(buffer, header=False, index=False, na_rep="\\N")
-        temp = qn(f"tmp_{model._meta.db_table}")
-        back = ", ".join(qn(model._meta.get_field(name).column) for name in returning)
-        casts = ", ".join(var_columns + [f"%s::{f.db_type(connection)}" for f in constants])
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS SELECT {', '.join(var_columns)} FROM {table} "
-                "WITH NO DATA"
-            )
-            with cursor.cursor.copy(
-                f"COPY {temp} ({', '.join(var_columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
-            ) as copy:
-                copy.write(buffer.getvalue())
-            cursor.execute(
-                f"INSERT INTO {table} ({names}) SELECT {casts} FROM {temp} ON CONFLICT DO NOTHING"
-                + (f" RETURNING {back}" if back else ""),
-                list(constants.values()),
-            )
-            rows = cursor.fetchall() if back else []
-            cursor.execute(f"DROP TABLE {temp}")
-        return rows
-    adapt = connection.ops.adapt_datetimefield_value
-    for name, values in varying.items():
-        if isinstance(values[0], dt.datetime):
-            varying[name] = [adapt(v) for v in values]
-    fixed = tuple(adapt(v) if isinstance(v, dt.datetime) else v for v in constants.values())
-    marks = ", ".join(["%s"] * (len(varying) + len(fixed)))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-            [row + fixed for row in zip(*varying.values())],
-        )
-    return None
-
-
 def decision_ids(enrollment_ids, steps, *, decided_at):
     """{(enrollment id, step): decision id} of the decisions written at ``decided_at`` for
     these (enrollment, step) pairs: one query on the decided_at index."""
@@ -340,33 +261,43 @@ def queued_message_ids(keys, *, send_after):
     return sorted(pk for key, pk in rows if key in keys)
 
 
-def update_enrollments(frame):
-    """Write ``status``, ``next_step``, ``next_due_at`` (NaT: none), ``exit_reason`` and
-    ``held_out`` of the enrollments in ``frame`` (column ``id``): one ``UPDATE ... FROM
-    unnest(arrays)`` on PostgreSQL, an ``executemany`` of one UPDATE per row elsewhere."""
+def update_enrollments(frame, *, now):
+    """Write ``status``, ``next_step``, ``next_due_at`` (NaT: none), ``exit_reason`` (""
+    keeps the current one) and ``held_out`` of the enrollments in ``frame`` (column ``id``),
+    and ``updated_at``: one ``UPDATE ... FROM`` a ``COPY``'d temporary table on PostgreSQL,
+    an ``executemany`` of one UPDATE per row elsewhere."""
     if not len(frame):
         return
     qn = connection.ops.quote_name
     table = qn(Enrollment._meta.db_table)
-    due = [None if pd.isna(t) else t.to_pydatetime() for t in frame["next_due_at"]]
-    columns = [frame["status"].tolist(), frame["next_step"].tolist(), due, frame["exit_reason"].tolist(),
-               frame["held_out"].tolist(), frame["id"].tolist()]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            temp = bulk.copy_to_temp(cursor, Enrollment, {
+                "id": frame["id"].tolist(), "status": frame["status"].tolist(), "next_step": frame["next_step"].tolist(),
+                "next_due_at": frame["next_due_at"].tolist(), "exit_reason": frame["exit_reason"].tolist(),
+                "held_out": frame["held_out"].tolist(),
+            })
             cursor.execute(
-                f"UPDATE {table} AS e SET status = v.status, next_step = v.next_step, next_due_at = v.due, "
-                "exit_reason = CASE WHEN v.reason = '' THEN e.exit_reason ELSE v.reason END, held_out = v.held_out "
-                "FROM unnest(%s::varchar[], %s::int[], %s::timestamptz[], %s::varchar[], %s::bool[], %s::bigint[]) "
-                "AS v(status, next_step, due, reason, held_out, id) WHERE e.id = v.id",
-                columns,
+                f"UPDATE {table} AS e SET status = v.status, next_step = v.next_step, next_due_at = v.next_due_at, "
+                "exit_reason = CASE WHEN v.exit_reason = '' THEN e.exit_reason ELSE v.exit_reason END, "
+                f"held_out = v.held_out, updated_at = %s FROM {temp} AS v WHERE e.id = v.id",
+                [now],
             )
+            cursor.execute(f"DROP TABLE {temp}")
         else:
             adapt = connection.ops.adapt_datetimefield_value
-            columns[2] = [adapt(t) for t in due]
+            due = [None if pd.isna(t) else adapt(t.to_pydatetime()) for t in frame["next_due_at"]]
             cursor.executemany(
                 f"UPDATE {table} SET status = %s, next_step = %s, next_due_at = %s, "
-                "exit_reason = CASE WHEN %s = '' THEN exit_reason ELSE %s END, held_out = %s WHERE id = %s",
-                [(st, step, t, r, r, h, pk) for st, step, t, r, h, pk in zip(*columns)],
+                "exit_reason = CASE WHEN %s = '' THEN exit_reason ELSE %s END, held_out = %s, updated_at = %s "
+                "WHERE id = %s",
+                [
+                    (status, step, at, reason, reason, held, adapt(now), pk)
+                    for status, step, at, reason, held, pk in zip(
+                        frame["status"].tolist(), frame["next_step"].tolist(), due, frame["exit_reason"].tolist(),
+                        frame["held_out"].tolist(), frame["id"].tolist(),
+                    )
+                ],
             )
 
 

@@ -454,3 +454,47 @@ def test_another_policy_plugs_in_with_its_propensities_hold_outs_and_nothing(bir
     decision = Decision.objects.get(enrollment=sent)
     assert (decision.policy, decision.propensity, decision.expected_value) == ("journey", 0.3, 12.5)
     assert Message.objects.get().enrollment == sent
+
+
+# --- the journey tables keep their integrity without database constraints ----------------------
+
+
+def test_deleting_a_customer_or_campaign_takes_their_journey_rows_along(birthday, email, make_customer):
+    people = [consent(make_customer(first_name=name)) for name in ("Ana", "Bea")]
+    for person in people:
+        enroll(birthday, person, due=NOW - dt.timedelta(minutes=5))
+    decision_round(now=NOW)
+    assert (Enrollment.objects.count(), Decision.objects.count(), Message.objects.count()) == (2, 2, 2)
+
+    people[0].delete()
+    assert set(Message.objects.values_list("customer_id", flat=True)) == {people[1].pk}
+    assert set(Decision.objects.values_list("customer_id", flat=True)) == {people[1].pk}
+    assert set(Enrollment.objects.values_list("customer_id", flat=True)) == {people[1].pk}
+
+    birthday.delete()
+    assert (Enrollment.objects.count(), Decision.objects.count(), Message.objects.count()) == (0, 0, 0)
+
+
+def test_a_channel_with_messages_is_protected_and_a_deleted_template_is_let_go(birthday, email, person):
+    from django.db.models import ProtectedError
+
+    enroll(birthday, person, due=NOW - dt.timedelta(minutes=5))
+    decision_round(now=NOW)
+    message = Message.objects.get()
+    with pytest.raises(ProtectedError):
+        email.delete()
+    message.template.delete()
+    message.refresh_from_db()
+    assert message.template_id is None and message.channel_id == email.pk
+
+
+def test_an_enrollment_whose_customer_vanished_exits_and_is_never_decided(birthday, person):
+    enrollment = enroll(birthday, person, due=NOW - dt.timedelta(minutes=5))
+    # As if the customer were deleted while a scan was enrolling them: the row stays behind.
+    Enrollment.objects.filter(pk=enrollment.pk).update(customer_id=person.pk + 10_000)
+
+    result = decision_round(now=NOW)
+
+    assert result.exited == {"customer_gone": 1} and result.decisions == 0
+    enrollment.refresh_from_db()
+    assert (enrollment.status, enrollment.exit_reason) == ("exited", "customer_gone")

@@ -41,3 +41,13 @@ def test_broker_outage_runs_the_task_in_process(django_capture_on_commit_callbac
                 visitors.link_on_commit(11, user_id=22, reason="login")
     link.assert_called_once_with(customer_id=11, user_id=22, reason="login")
     assert "could not queue" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_batch_of_ids_is_published_with_a_short_repr(django_capture_on_commit_callbacks):
+    with mock.patch.object(tasks.messages_send, "apply_async") as publish:
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.enqueue_on_commit(tasks.messages_send, list(range(200)))
+    args, kwargs = publish.call_args
+    assert args == ((list(range(200)),), {})  # the ids themselves travel whole
+    assert kwargs == {"argsrepr": "('[200 ids]',)", "kwargsrepr": "{}"}

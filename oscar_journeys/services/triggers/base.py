@@ -15,18 +15,17 @@ row per trigger occurrence with ``OCCURRENCE_COLUMNS``:
 """
 
 import datetime as dt
-import io
 import logging
 
-import numpy as np
 import pandas as pd
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import CharField, Q
 from django.db.models.functions import Cast
 
 from ...models import Enrollment
+from ..bulk import insert_ignoring_conflicts
 
 logger = logging.getLogger(__name__)
 
@@ -164,81 +163,6 @@ def enroll(campaign, found, *, now, delay):
         "updated_at": now,
     }
     return insert_ignoring_conflicts(Enrollment, rows, constants=constants)
-
-
-def _db_timestamps(instants, vendor):
-    """Timestamps as the text Django writes: naive UTC on SQLite (no ".000000" on a whole
-    second, as ``str(datetime)``), with "+00:00" on PostgreSQL."""
-    us = instants.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
-    values, codes = np.unique(us, return_inverse=True)  # few distinct values: format each once
-    text = np.datetime_as_string(values, unit="us").astype("S26")
-    text.view("uint8").reshape(-1, 26)[:, 10] = ord(" ")  # Django writes a space, not a T
-    text = text.astype(str).astype(object)
-    whole = (values.astype("int64") % 1_000_000) == 0
-    text[whole] = [t[:19] for t in text[whole]]
-    if vendor == "postgresql":
-        text = text + "+00:00"
-    return pd.Series(text[codes.reshape(-1)], index=instants.index, dtype=object)
-
-
-def insert_ignoring_conflicts(model, rows, *, constants=None):
-    """Insert a frame whose columns are the model's database columns, plus ``constants``
-    ({column: value} shared by every row), skipping rows that break a unique constraint;
-    return how many were inserted.
-
-    Django's ``bulk_create`` prepares every value of every row through its field classes:
-    about 0.3 ms a row, half a minute for 100k enrollments. Here the values are prepared
-    per column (timestamps as text, JSON already dumped) and sent in one ``executemany``
-    (SQLite, ``INSERT OR IGNORE``) or COPY into a temporary table and one ``INSERT ...
-    SELECT ... ON CONFLICT DO NOTHING`` (PostgreSQL), in a transaction (a savepoint when
-    one is open)."""
-    vendor = connection.vendor
-    fields = {field.column: field for field in model._meta.concrete_fields}
-    constants = constants or {}
-    if vendor not in ("sqlite", "postgresql"):
-        rows = rows.assign(**constants)
-        objects = [model(**{fields[c].attname: v for c, v in zip(rows.columns, row)}) for row in rows.itertuples(False)]
-        return len(model._default_manager.bulk_create(objects, batch_size=1000, ignore_conflicts=True))
-    rows = rows.copy()
-    for column in rows.columns:
-        if isinstance(rows[column].dtype, pd.DatetimeTZDtype):
-            rows[column] = _db_timestamps(rows[column], vendor)
-    constants = {
-        column: fields[column].get_db_prep_save(value, connection) for column, value in constants.items()
-    }
-    qn = connection.ops.quote_name
-    table = qn(model._meta.db_table)
-    varying = ", ".join(qn(c) for c in rows.columns)
-    columns = ", ".join(qn(c) for c in [*rows.columns, *constants])
-    with transaction.atomic(), connection.cursor() as cursor:
-        if vendor == "postgresql":
-            # COPY the varying columns (CSV built by pandas) into a temporary table, then one
-            # INSERT ... SELECT that adds the constants.
-            staging = qn(f"{model._meta.db_table}_staging")
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS SELECT {varying} FROM {table} WITH NO DATA"
-            )
-            buffer = io.StringIO()
-            rows.to_csv(buffer, header=False, index=False)
-            texts = [qn(c) for c in rows.columns if not fields[c].null and pd.api.types.is_string_dtype(rows[c])]
-            force = f", FORCE_NOT_NULL ({', '.join(texts)})" if texts else ""
-            with cursor.cursor.copy(f"COPY {staging} ({varying}) FROM STDIN WITH (FORMAT csv{force})") as copy:
-                copy.write(buffer.getvalue())
-            shared = "".join(f", %s::{fields[c].db_type(connection)}" for c in constants)
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT {varying}{shared} FROM {staging} ON CONFLICT DO NOTHING",
-                list(constants.values()),
-            )
-            inserted = cursor.rowcount
-            cursor.execute(f"DROP TABLE {staging}")
-        else:
-            rows = rows.assign(**constants)
-            marks = ", ".join(["%s"] * len(rows.columns))
-            values = rows.astype(object).where(rows.notna(), None)
-            sql = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})"
-            cursor.executemany(sql, values.itertuples(False, None))
-            inserted = cursor.rowcount
-    return inserted
 
 
 def identified(prefix="customer__"):

@@ -7,6 +7,7 @@ sharded), in this order:
 ========================  ==================  ====================================================
 campaign                  exit reason         when
 ========================  ==================  ====================================================
+any                       ``customer_gone``   the customer was deleted (while a scan enrolled them)
 any                       ``campaign_ended``  the campaign is inactive, or ended
 cart abandoned            ``ordered``         the customer placed an order after the trigger
 cart abandoned            ``basket_emptied``  the basket is gone, no longer open, or has no lines
@@ -37,7 +38,8 @@ from .orders import order_number
 
 logger = logging.getLogger(__name__)
 
-CAMPAIGN_ENDED, ORDERED, BASKET_EMPTIED, ADDED_TO_BASKET, ORDER_CANCELLED = (
+CUSTOMER_GONE, CAMPAIGN_ENDED, ORDERED, BASKET_EMPTIED, ADDED_TO_BASKET, ORDER_CANCELLED = (
+    "customer_gone",
     "campaign_ended",
     "ordered",
     "basket_emptied",
@@ -101,6 +103,8 @@ def enrollments_exit_due(*, now=None, customer_range=None):
         due = due.filter(customer_id__gte=lo, customer_id__lt=hi)
     counts = {}
     with transaction.atomic():
+        # Enrollments have no database constraint on their customer (models/delivery.py).
+        _exit(due.filter(~Exists(Customer.objects.filter(pk=OuterRef("customer_id")))), CUSTOMER_GONE, counts, now)
         campaigns = list(Campaign.objects.all())
         stopped = [campaign.pk for campaign in campaigns if not campaign.is_running(now)]
         if stopped:

@@ -1,0 +1,183 @@
+"""Bulk writes from frames, without a model instance per row.
+
+Django's ``bulk_create`` prepares every value of every row through its field classes: about
+0.3 ms a row, half a minute for 100k rows. Here values are prepared per column and sent in
+one statement: on PostgreSQL ``COPY``'d into a temporary table (``copy_to_temp``), then one
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (or ``UPDATE ... FROM``); on SQLite one
+``executemany``. The triggers enroll with ``insert_ignoring_conflicts`` (a frame in, a count
+out); the decision round writes decisions and messages with ``insert_rows`` (columns in,
+the new rows' ids out on PostgreSQL).
+"""
+
+import datetime as dt
+import io
+import json
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+from django.db.models import JSONField
+
+
+def _is_column(value):
+    return isinstance(value, (list, tuple, np.ndarray, pd.Series))
+
+
+def _csv(columns):
+    """``columns`` (a DataFrame, or {name: values}) as CSV text, for ``COPY``. Missing
+    values (None, NaN, NaT) are written \\N (NULL); an empty string stays empty."""
+    if not isinstance(columns, pd.DataFrame):
+        # A column holding None stays object (pandas would turn ints with None into floats).
+        columns = pd.DataFrame(
+            {name: pd.Series(values, dtype=object if None in values else None) for name, values in columns.items()}
+        )
+    buffer = io.StringIO()
+    columns.to_csv(buffer, header=False, index=False, na_rep="\\N")
+    return buffer.getvalue()
+
+
+def _copy(cursor, table, model, columns):
+    """``COPY`` ``columns`` (names are field names or columns of ``model``) into ``table``."""
+    qn = connection.ops.quote_name
+    names = ", ".join(qn(model._meta.get_field(name).column) for name in columns)
+    with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+        copy.write(_csv(columns))
+
+
+def copy_to_temp(cursor, model, columns):
+    """PostgreSQL: ``COPY`` ``columns`` (a DataFrame, or {name: values}; names are field
+    names or columns of ``model``) into a new temporary table shaped like those columns of
+    ``model``'s table (dropped at commit); returns its quoted name. pandas writes the CSV
+    in C: far cheaper than adapting each value."""
+    qn = connection.ops.quote_name
+    names = ", ".join(qn(model._meta.get_field(name).column) for name in columns)
+    temp = qn(f"tmp_{model._meta.db_table}")
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS SELECT {names} FROM {qn(model._meta.db_table)} "
+        "WITH NO DATA"
+    )
+    _copy(cursor, temp, model, columns)
+    return temp
+
+
+def insert_rows(model, data, *, returning=()):
+    """Insert rows into ``model``'s table in bulk, skipping rows that conflict with a
+    unique key (``ON CONFLICT DO NOTHING``), as ``bulk_create(ignore_conflicts=True)`` does
+    but without building a model instance and preparing each value per row (ten times
+    faster at 100k rows). ``data``: {attname: a list of values, one per row, or one value
+    for every row}; other fields take their default. Values are in database form (ints,
+    strings, aware datetimes). On PostgreSQL the varying columns are ``COPY``'d into a
+    temporary table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` adds the
+    constant ones, and the ``returning`` columns of the rows actually inserted are
+    returned. (Measured: ``COPY`` straight into the table, with ids drawn from its
+    sequence first, is slower.) On other databases (``executemany``) returns None: read
+    them back."""
+    varying = {name: list(value) for name, value in data.items() if _is_column(value)}
+    n = len(next(iter(varying.values()))) if varying else 0
+    if not n:
+        return [] if connection.vendor == "postgresql" else None
+    constants = {}
+    for f in model._meta.concrete_fields:
+        if f.primary_key or f.attname in varying:
+            continue
+        if f.attname in data:
+            constants[f] = data[f.attname]
+        elif isinstance(f, JSONField):
+            constants[f] = json.dumps(f.get_default())
+        else:
+            constants[f] = f.get_db_prep_save(f.get_default(), connection)
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    var_columns = [qn(model._meta.get_field(name).column) for name in varying]
+    names = ", ".join(var_columns + [qn(f.column) for f in constants])
+    if connection.vendor == "postgresql":
+        back = ", ".join(qn(model._meta.get_field(name).column) for name in returning)
+        casts = ", ".join(var_columns + [f"%s::{f.db_type(connection)}" for f in constants])
+        with connection.cursor() as cursor:
+            temp = copy_to_temp(cursor, model, varying)
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) SELECT {casts} FROM {temp} ON CONFLICT DO NOTHING"
+                + (f" RETURNING {back}" if back else ""),
+                list(constants.values()),
+            )
+            rows = cursor.fetchall() if back else []
+            cursor.execute(f"DROP TABLE {temp}")
+        return rows
+    adapt = connection.ops.adapt_datetimefield_value
+    for name, values in varying.items():
+        if isinstance(values[0], dt.datetime):
+            varying[name] = [adapt(v) for v in values]
+    fixed = tuple(adapt(v) if isinstance(v, dt.datetime) else v for v in constants.values())
+    marks = ", ".join(["%s"] * (len(varying) + len(fixed)))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+            [row + fixed for row in zip(*varying.values())],
+        )
+    return None
+
+
+def db_timestamps(instants, vendor):
+    """Timestamps as the text Django writes: naive UTC on SQLite (no ".000000" on a whole
+    second, as ``str(datetime)``), with "+00:00" on PostgreSQL."""
+    us = instants.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    values, codes = np.unique(us, return_inverse=True)  # few distinct values: format each once
+    text = np.datetime_as_string(values, unit="us").astype("S26")
+    text.view("uint8").reshape(-1, 26)[:, 10] = ord(" ")  # Django writes a space, not a T
+    text = text.astype(str).astype(object)
+    whole = (values.astype("int64") % 1_000_000) == 0
+    text[whole] = [t[:19] for t in text[whole]]
+    if vendor == "postgresql":
+        text = text + "+00:00"
+    return pd.Series(text[codes.reshape(-1)], index=instants.index, dtype=object)
+
+
+def insert_ignoring_conflicts(model, rows, *, constants=None):
+    """Insert a frame whose columns are the model's database columns, plus ``constants``
+    ({column: value} shared by every row), skipping rows that break a unique constraint;
+    return how many were inserted.
+
+    Django's ``bulk_create`` prepares every value of every row through its field classes:
+    about 0.3 ms a row, half a minute for 100k enrollments. Here the values are prepared
+    per column (timestamps as text, JSON already dumped) and sent in one ``executemany``
+    (SQLite, ``INSERT OR IGNORE``) or COPY into a temporary table and one ``INSERT ...
+    SELECT ... ON CONFLICT DO NOTHING`` (PostgreSQL), in a transaction (a savepoint when
+    one is open)."""
+    vendor = connection.vendor
+    fields = {field.column: field for field in model._meta.concrete_fields}
+    constants = constants or {}
+    if vendor not in ("sqlite", "postgresql"):
+        rows = rows.assign(**constants)
+        objects = [model(**{fields[c].attname: v for c, v in zip(rows.columns, row)}) for row in rows.itertuples(False)]
+        return len(model._default_manager.bulk_create(objects, batch_size=1000, ignore_conflicts=True))
+    rows = rows.copy()
+    for column in rows.columns:
+        if isinstance(rows[column].dtype, pd.DatetimeTZDtype):
+            rows[column] = db_timestamps(rows[column], vendor)
+    constants = {
+        column: fields[column].get_db_prep_save(value, connection) for column, value in constants.items()
+    }
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    varying = ", ".join(qn(c) for c in rows.columns)
+    columns = ", ".join(qn(c) for c in [*rows.columns, *constants])
+    with transaction.atomic(), connection.cursor() as cursor:
+        if vendor == "postgresql":
+            # COPY the varying columns into a temporary table, then one INSERT ... SELECT
+            # that adds the constants.
+            staging = copy_to_temp(cursor, model, rows)
+            shared = "".join(f", %s::{fields[c].db_type(connection)}" for c in constants)
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {varying}{shared} FROM {staging} ON CONFLICT DO NOTHING",
+                list(constants.values()),
+            )
+            inserted = cursor.rowcount
+            cursor.execute(f"DROP TABLE {staging}")
+        else:
+            rows = rows.assign(**constants)
+            marks = ", ".join(["%s"] * len(rows.columns))
+            values = rows.astype(object).where(rows.notna(), None)
+            sql = f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({marks})"
+            cursor.executemany(sql, values.itertuples(False, None))
+            inserted = cursor.rowcount
+    return inserted
