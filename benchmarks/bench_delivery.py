@@ -4,6 +4,11 @@
    with an account, a cart-abandonment campaign (1 hour; holdout 10 %, global control 5 %)
    on an email channel. Times ``triggers_scan`` + ``decision_round`` two hours later, up to
    the send tasks published (to an in-memory broker) after the commit. Target: <= 10 s.
+   Two ways, each from the same data: the round in this one process, and (PostgreSQL)
+   the round as the beat tick runs it: ``decision_round_shard`` per customer-id range of
+   DECISION_SHARD_SIZE, taken by WORKERS worker processes (as one Celery worker with
+   ``--concurrency 2``), timed from the shards handed out until the last one committed.
+   SQLite takes one writer at a time, so shards there would only queue behind each other.
 2. The send rate: the first M of those queued emails (default 2,000) rendered (basket lines,
    tracked links, open pixel, unsubscribe headers) and sent through ``EmailChannel`` over
    SMTP to a local server (aiosmtpd when installed, else a minimal threaded one here), in
@@ -21,19 +26,14 @@ import datetime as dt
 import json
 import os
 import socketserver
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _common
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgres://postgres@127.0.0.1:5432/journeys_bench_delivery"
+DATABASE = "journeys_bench_delivery"
 BATCH = 5000
+WORKERS = 2
 
 TEXT = (
     "Hi {{ customer.first_name }}, you left these behind:\n"
@@ -170,14 +170,8 @@ class _LocalSMTPServer:
 # --- in the child process ---------------------------------------------------------------------
 
 
-def django_setup(database_url):
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["CELERY_BROKER_URL"] = "memory://"  # tasks are published, not run in process
-    os.environ["DJANGO_SETTINGS_MODULE"] = "example_shop.settings"
-    os.environ["DJANGO_DEBUG"] = "0"
-    import django
-
-    django.setup()
+def django_setup(database_url, migrate=True):
+    _common.django_setup(database_url, broker="memory://")  # tasks are published, not run in process
     from django.conf import settings
     from django.core.management import call_command
 
@@ -185,7 +179,8 @@ def django_setup(database_url):
     import logging
 
     logging.disable(logging.INFO)
-    call_command("migrate", verbosity=0)
+    if migrate:
+        call_command("migrate", verbosity=0)
 
 
 def generate(baskets, smtp_port):
@@ -235,6 +230,50 @@ def generate(baskets, smtp_port):
                                    body_text=TEXT, body_html=HTML)
 
 
+def _shard_worker(database_url, now_iso, ready, tasks, results):
+    """A worker process: Django set up before the clock starts (as a Celery worker is
+    running before the tick), then ``decision_round_shard``'s work for each range it takes."""
+    django_setup(database_url, migrate=False)
+    from django.db import connection
+
+    from oscar_journeys.services.decisions import decision_round
+
+    connection.ensure_connection()
+    ready.put(True)
+    now = dt.datetime.fromisoformat(now_iso)
+    while (shard := tasks.get()) is not None:
+        result = decision_round(now=now, customer_range=shard)
+        results.put({"decisions": result.decisions, "messages": result.messages, "seconds": result.seconds})
+
+
+def sharded_round(database_url, now, shards):
+    """Run ``shards`` on WORKERS processes; return the wall time from the first shard handed
+    out to the last committed, and the totals."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ready, tasks, results = context.Queue(), context.Queue(), context.Queue()
+    workers = [
+        context.Process(target=_shard_worker, args=(database_url, now.isoformat(), ready, tasks, results))
+        for _ in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=120)
+    started = time.perf_counter()
+    for shard in shards:
+        tasks.put(shard)
+    done = [results.get(timeout=600) for _ in shards]
+    seconds = time.perf_counter() - started
+    for _ in workers:
+        tasks.put(None)
+    for worker in workers:
+        worker.join(30)
+    return {"seconds": seconds, "shards": len(shards), "decisions": sum(d["decisions"] for d in done),
+            "messages": sum(d["messages"] for d in done)}
+
+
 def run(database_url, baskets, emails):
     with LocalSMTP() as smtp:
         django_setup(database_url)
@@ -243,6 +282,7 @@ def run(database_url, baskets, emails):
 
         from oscar_journeys import app_settings
         from oscar_journeys.models import Message
+        from oscar_journeys.services.decision_data import due_customer_ranges
         from oscar_journeys.services.decisions import decision_round
         from oscar_journeys.services.delivery import messages_send
         from oscar_journeys.services.triggers import triggers_scan
@@ -258,8 +298,20 @@ def run(database_url, baskets, emails):
         started = time.perf_counter()
         scanned = triggers_scan(now=now)
         scan_seconds = time.perf_counter() - started
+        sharded = None
+        if connection.vendor == "postgresql":
+            # The same data twice: a copy of the database for the workers' run.
+            shards = due_customer_ranges(now=now, shard_size=int(app_settings.DECISION_SHARD_SIZE))
+            name = connection.settings_dict["NAME"]
+            connection.close()
+            _common.pg_admin(f"DROP DATABASE IF EXISTS {name}_shards", f"CREATE DATABASE {name}_shards TEMPLATE {name}")
+            try:
+                sharded = sharded_round(_common.PG_URL.format(name=f"{name}_shards"), now, shards)
+            finally:
+                _common.pg_admin(f"DROP DATABASE IF EXISTS {name}_shards")
+        started = time.perf_counter()
         result = decision_round(now=now)
-        total = time.perf_counter() - started
+        total = scan_seconds + time.perf_counter() - started
 
         ids = list(Message.objects.filter(status="queued").order_by("id").values_list("id", flat=True)[:emails])
         size = int(app_settings.SEND_BATCH_SIZE)
@@ -275,20 +327,12 @@ def run(database_url, baskets, emails):
             "vendor": connection.vendor, "generated": generated, "enrolled": sum(scanned.values()),
             "scan": scan_seconds, "round": result.seconds, "total": total, "decisions": result.decisions,
             "outcomes": dict(result.outcomes), "messages": result.messages,
-            "timings": {k: round(v, 2) for k, v in result.timings.items()}, "sent": sent,
+            "timings": {k: round(v, 2) for k, v in result.timings.items()}, "sharded": sharded, "sent": sent,
             "received": smtp.received, "send_seconds": send_seconds, "smtp": smtp.kind,
         }
 
 
-# --- the parent ------------------------------------------------------------------------------------
-
-
-def _pg_admin(*statements):
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
+# --- the parent: one child process per database (see _common) ------------------------------------
 
 
 def main():
@@ -303,35 +347,21 @@ def main():
         return
     databases = ["sqlite", "postgres"] if options.database == "both" else [options.database]
     for database in databases:
-        folder = None
-        if database == "postgres":
-            _pg_admin("DROP DATABASE IF EXISTS journeys_bench_delivery", "CREATE DATABASE journeys_bench_delivery")
-            url = PG_URL
-        else:
-            folder = tempfile.mkdtemp(prefix="journeys_bench_")
-            url = f"sqlite:///{folder}/bench.sqlite3"
-        try:
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", url, "--baskets", str(options.baskets), "--emails",
-                 str(options.emails)],
-                cwd=ROOT, capture_output=True, text=True,
+        with _common.scratch_database(database, DATABASE) as url:
+            got = _common.run_child(
+                __file__, url, "--baskets", options.baskets, "--emails", options.emails, label=database
             )
-            if done.returncode:
-                sys.stderr.write(done.stdout + done.stderr)
-                raise SystemExit(f"{database} failed (exit {done.returncode})")
-            got = json.loads(done.stdout.strip().splitlines()[-1])
-        finally:
-            if database == "postgres":
-                _pg_admin("DROP DATABASE IF EXISTS journeys_bench_delivery")
-            elif folder:
-                import shutil
-
-                shutil.rmtree(folder, ignore_errors=True)
         print(f"[{database}] abandonment scan: {options.baskets:,} open baskets -> {got['enrolled']:,} enrolled, "
               f"{got['decisions']:,} decisions {got['outcomes']}, {got['messages']:,} messages queued in "
               f"{got['total']:.2f} s (scan {got['scan']:.2f} s + decision round {got['round']:.2f} s: "
               f"{got['timings']}); "
               f"target <= 10 s  [data generated in {got['generated']:.0f} s]", flush=True)
+        if got["sharded"]:
+            shards = got["sharded"]
+            print(f"[{database}] the same with {WORKERS} workers: scan {got['scan']:.2f} s + {shards['shards']} "
+                  f"decision_round_shard tasks {shards['seconds']:.2f} s = {got['scan'] + shards['seconds']:.2f} s, "
+                  f"{shards['decisions']:,} decisions, {shards['messages']:,} messages queued; target <= 10 s",
+                  flush=True)
         rate = got["sent"] / got["send_seconds"] if got["send_seconds"] else 0
         print(f"[{database}] send rate: {got['sent']:,} emails rendered and sent over SMTP ({got['smtp']}, "
               f"{got['received']:,} received) in {got['send_seconds']:.2f} s = {rate:.0f} emails/s; "

@@ -14,25 +14,19 @@ on 127.0.0.1 (user postgres).
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import PG_URL, pg_admin
 
-PG_URL = "postgres://postgres@127.0.0.1:5432/journeys_bench_receivers"
+DATABASE = "journeys_bench_receivers"
 
 
 def setup(database):
     if database == "postgres":
-        import psycopg
-
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS journeys_bench_receivers")
-            conn.execute("CREATE DATABASE journeys_bench_receivers")
-        os.environ["DATABASE_URL"] = PG_URL
+        pg_admin(f"DROP DATABASE IF EXISTS {DATABASE}", f"CREATE DATABASE {DATABASE}")
+        os.environ["DATABASE_URL"] = PG_URL.format(name=DATABASE)
     else:
         path = Path(tempfile.mkdtemp()) / "bench.sqlite3"
         os.environ["DATABASE_URL"] = f"sqlite:///{path}"

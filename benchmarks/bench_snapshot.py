@@ -15,20 +15,14 @@ template `journeys_bench_snapshot_template`) on 127.0.0.1, user postgres, droppe
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import PG_URL, answer_child, django_setup, insert_frame, migrate, pg_admin, run_child, timestamps
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgres://postgres@127.0.0.1:5432/{name}"
 AS_OF = dt.date(2025, 6, 30)
 SPAN_DAYS = 730  # events spread over the two years before AS_OF
 CHUNK = 500_000  # events generated and inserted per batch
@@ -55,57 +49,6 @@ CATEGORISED = ("product_viewed", "product_ordered", "basket_addition")
 
 
 # --- in the child processes -----------------------------------------------------------------
-
-
-def django_setup(database_url):
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "example_shop.settings"
-    os.environ["DJANGO_DEBUG"] = "0"  # as in production: no query log
-    import django
-
-    django.setup()
-
-
-def migrate(database_url):
-    django_setup(database_url)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def _timestamps(ns, vendor):
-    """Datetime text as Django stores it: naive UTC on SQLite, with +00 on PostgreSQL."""
-    import numpy as np
-
-    text = np.datetime_as_string(ns.astype("datetime64[us]"), unit="us").astype("S26")
-    text.view("uint8").reshape(-1, 26)[:, 10] = ord(" ")  # Django writes a space, not a T
-    text = text.astype(str).astype(object)
-    return text + "+00" if vendor == "postgresql" else text
-
-
-def _insert(model, frame, connection):
-    """Append a frame whose columns are the model's database columns."""
-    import io
-
-    import pandas as pd
-
-    qn = connection.ops.quote_name
-    table, columns = qn(model._meta.db_table), ", ".join(qn(c) for c in frame.columns)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            buffer = io.StringIO()
-            frame.to_csv(buffer, header=False, index=False)
-            # Empty text is '' (not NULL) in the columns that cannot be NULL.
-            fields = {f.column: f for f in model._meta.concrete_fields}
-            texts = ", ".join(qn(c) for c in frame.columns if not fields[c].null and pd.api.types.is_string_dtype(frame[c]))
-            force = f", FORCE_NOT_NULL ({texts})" if texts else ""
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv{force})") as copy:
-                copy.write(buffer.getvalue())
-        else:
-            marks = ", ".join(["%s"] * len(frame.columns))
-            values = frame.astype(object).where(frame.notna(), None)
-            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values.itertuples(False, None))
 
 
 def _secondary_indexes(connection, table):
@@ -155,12 +98,12 @@ def generate(database_url, customers, per_customer, seed=7):
             cursor.execute("PRAGMA synchronous = OFF")
             cursor.execute("PRAGMA cache_size = -1000000")
 
-    created = _timestamps(np.array([end - np.timedelta64(SPAN_DAYS, "D")]), vendor)[0]
+    created = timestamps(np.array([end - np.timedelta64(SPAN_DAYS, "D")]), vendor)[0]
     ids = np.arange(1, customers + 1)
     with transaction.atomic():
         for lo in range(0, customers, CHUNK):
             chunk = ids[lo : lo + CHUNK]
-            _insert(
+            insert_frame(
                 Customer,
                 pd.DataFrame(
                     {"id": chunk, "email": "", "phone": "", "first_name": "", "last_name": "", "time_zone": "", "language": "",
@@ -202,7 +145,7 @@ def generate(database_url, customers, per_customer, seed=7):
         order = np.argsort(since, kind="stable")
         who, kind, since = who[order], kind[order], since[order]
         n = len(who)
-        when = _timestamps(end - np.timedelta64(span_ns, "ns") + since.astype("timedelta64[ns]"), vendor)
+        when = timestamps(end - np.timedelta64(span_ns, "ns") + since.astype("timedelta64[ns]"), vendor)
         value = np.where(np.isin(kind, VALUED), rng.gamma(2.0, 25.0, n).round(2), np.nan)
         category = np.where(np.isin(kind, CATEGORISED), category_names[rng.integers(0, len(CATEGORIES), n)], "")
         frame = pd.DataFrame(
@@ -221,7 +164,7 @@ def generate(database_url, customers, per_customer, seed=7):
             }
         )
         with transaction.atomic():
-            _insert(Event, frame, connection)
+            insert_frame(Event, frame, connection)
         made += n
     with connection.cursor() as cursor:
         for statement in create:
@@ -263,12 +206,7 @@ def build(database_url):
 
 def child(step, *args):
     """Run one step in a fresh interpreter; return the JSON it prints on its last line."""
-    command = [sys.executable, __file__, "--child", step, *map(str, args)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stdout + done.stderr)
-        raise SystemExit(f"{step} failed (exit {done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(__file__, step, *args, label=step)
 
 
 class SQLite:
@@ -295,15 +233,8 @@ class Postgres:
     name = "postgres"
     template, database = "journeys_bench_snapshot_template", "journeys_bench_snapshot"
 
-    def _admin(self, *statements):
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement)
-
     def __enter__(self):
-        self._admin(
+        pg_admin(
             f"DROP DATABASE IF EXISTS {self.database}",
             f"DROP DATABASE IF EXISTS {self.template}",
             f"CREATE DATABASE {self.template}",
@@ -312,14 +243,14 @@ class Postgres:
         return self
 
     def fresh(self):
-        self._admin(
+        pg_admin(
             f"DROP DATABASE IF EXISTS {self.database}",
             f"CREATE DATABASE {self.database} TEMPLATE {self.template}",
         )
         return PG_URL.format(name=self.database)
 
     def __exit__(self, *exc):
-        self._admin(f"DROP DATABASE IF EXISTS {self.database}", f"DROP DATABASE IF EXISTS {self.template}")
+        pg_admin(f"DROP DATABASE IF EXISTS {self.database}", f"DROP DATABASE IF EXISTS {self.template}")
 
 
 HEADER = ("database", "customers", "events", "rows", "shards", "read s", "compute s", "write s", "total s",
@@ -339,14 +270,8 @@ def main():
     options = parser.parse_args()
 
     if options.child:
-        step, url, *rest = options.child
-        if step == "migrate":
-            migrate(url)
-            print(json.dumps({}))
-        elif step == "generate":
-            print(json.dumps(generate(url, int(rest[0]), int(rest[1]))))
-        else:
-            print(json.dumps(build(url)))
+        generate_step = lambda url, customers, per_customer: generate(url, int(customers), int(per_customer))  # noqa: E731
+        answer_child(options.child, {"migrate": migrate, "generate": generate_step, "build": build})
         return
 
     sizes = [int(size.replace("_", "")) for size in options.sizes.split(",") if size.strip()]

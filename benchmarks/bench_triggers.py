@@ -17,20 +17,10 @@ queued messages) is measured by the decision round's benchmark.
 
 import argparse
 import datetime as dt
-import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_snapshot import PG_ADMIN, PG_URL, _insert, _timestamps, django_setup, migrate  # noqa: E402
+from _common import answer_child, django_setup, insert_frame, migrate, run_child, scratch_database, timestamps
 
 NOW = dt.datetime(2025, 6, 30, 12, 0, tzinfo=dt.timezone.utc)
 DATABASE = "journeys_bench_triggers"
@@ -59,7 +49,7 @@ def generate(database_url, baskets, seed=11):
 
     ids = np.arange(1, baskets + 1)
     owned = ids <= baskets // 2  # baskets 1..N/2 belong to users 1..N/2
-    ts = lambda ns: _timestamps(ns, vendor)  # noqa: E731
+    ts = lambda ns: timestamps(ns, vendor)  # noqa: E731
     created = ts(np.full(baskets, np.datetime64(NOW.replace(tzinfo=None) - dt.timedelta(days=10), "ns")))
     users = ids[owned]
     owner = pd.Series(ids, dtype=object).where(owned, None)
@@ -72,29 +62,29 @@ def generate(database_url, baskets, seed=11):
     touched = start + rng.integers(0, span, baskets).astype("timedelta64[ns]")
     price = rng.integers(5, 200, n_lines).astype(float)
     with transaction.atomic():
-        _insert(User, pd.DataFrame({
+        insert_frame(User, pd.DataFrame({
             "id": users, "password": "!", "is_superuser": False,
             "username": [f"user{i}@example.com" for i in users], "first_name": "", "last_name": "",
             "email": [f"user{i}@example.com" for i in users], "is_staff": False, "is_active": True,
             "date_joined": created[: len(users)],
         }), connection)
         # Customers 1..N: the first half are the users', the rest guests with an email.
-        _insert(Customer, pd.DataFrame({
+        insert_frame(Customer, pd.DataFrame({
             "id": ids, "user_id": owner,
             "email": [f"{'user' if o else 'guest'}{i}@example.com" for i, o in zip(ids, owned)],
             "phone": "", "first_name": "", "last_name": "", "time_zone": "", "language": "",
             "created_at": created, "updated_at": created,
         }), connection)
         guests = ids[~owned]
-        _insert(CustomerIdentifier, pd.DataFrame({
+        insert_frame(CustomerIdentifier, pd.DataFrame({
             "id": np.arange(1, len(guests) + 1), "customer_id": guests, "kind": "basket",
             "value": guests.astype(str).astype(object), "source": "oscar", "created_at": created[: len(guests)],
         }), connection)
-        _insert(Basket, pd.DataFrame({
+        insert_frame(Basket, pd.DataFrame({
             "id": ids, "owner_id": owner,
             "status": "Open", "date_created": created,
         }), connection)
-        _insert(Line, pd.DataFrame({
+        insert_frame(Line, pd.DataFrame({
             "id": np.arange(1, n_lines + 1), "basket_id": basket_of_line,
             "line_reference": [f"ref-{i}" for i in range(n_lines)], "product_id": product.pk,
             "stockrecord_id": record.pk, "quantity": rng.integers(1, 3, n_lines), "price_currency": "GBP",
@@ -141,25 +131,8 @@ def scan(database_url):
 
 
 def child(step, *args):
-    command = [sys.executable, __file__, "--child", step, *map(str, args)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stdout + done.stderr)
-        raise SystemExit(f"{step} failed (exit {done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def sqlite_url():
-    folder = Path(tempfile.mkdtemp(prefix="journeys_bench_triggers_"))
-    return folder, f"sqlite:///{folder / 'bench.sqlite3'}"
-
-
-def postgres(*statements):
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
+    """Run one step in a fresh interpreter; return the JSON it prints on its last line."""
+    return run_child(__file__, step, *args, label=step)
 
 
 def main():
@@ -169,27 +142,15 @@ def main():
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
-        step, url, *rest = options.child
-        if step == "migrate":
-            migrate(url)
-            print(json.dumps({}))
-        elif step == "generate":
-            print(json.dumps(generate(url, int(rest[0]))))
-        else:
-            print(json.dumps(scan(url)))
+        generate_step = lambda url, baskets: generate(url, int(baskets))  # noqa: E731
+        answer_child(options.child, {"migrate": migrate, "generate": generate_step, "scan": scan})
         return
 
     databases = ["sqlite", "postgres"] if options.database == "both" else [options.database]
     print(f"cart-abandonment scan at {NOW.isoformat()}, {options.baskets:,} open baskets")
     print("database   | baskets | lines   | enrolled | scan s | rescan s | exits s | generate s")
     for database in databases:
-        folder = None
-        if database == "sqlite":
-            folder, url = sqlite_url()
-        else:
-            postgres(f"DROP DATABASE IF EXISTS {DATABASE}", f"CREATE DATABASE {DATABASE}")
-            url = PG_URL.format(name=DATABASE)
-        try:
+        with scratch_database(database, DATABASE, prefix="journeys_bench_triggers_") as url:
             child("migrate", url)
             started = time.perf_counter()
             made = child("generate", url, options.baskets)
@@ -201,11 +162,6 @@ def main():
                 f"{got['scan']:>6.2f} | {got['rescan']:>8.2f} | {got['exits']:>7.2f} | {generated:>10.0f}",
                 flush=True,
             )
-        finally:
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
-            else:
-                postgres(f"DROP DATABASE IF EXISTS {DATABASE}")
     print(f"load avg {os.getloadavg()[0]:.1f} (1 minute) after the runs")
 
 
