@@ -8,7 +8,7 @@ allow-list of Django's own tags and filters. On top of that every compiled templ
 walked (through every child node list) and each node type, filter and variable lookup is
 checked against the allow-lists, so a tag or filter that slipped in some other way is still
 refused. Templates are rendered only against a context of primitives (dicts, lists,
-strings, numbers, dates: see ``services/rendering.py``), frozen so that no lookup can reach
+strings, numbers, dates: see ``services/render_context.py``), frozen so that no lookup can reach
 a model, a manager, a method with side effects or the settings.
 
 Public functions:
@@ -241,6 +241,18 @@ def _check(template, field):
                         raise _unsafe(field, _("the name %(name)r") % {"name": variable.var})
 
 
+def printed_lookups(template):
+    """Set of the dotted names a compiled template prints with ``{{ ... }}`` (filters
+    aside): ``{{ shop.postal_address|linebreaksbr }}`` gives "shop.postal_address"."""
+    printed = set()
+    for node in iter_nodes(template.nodelist):
+        if isinstance(node, VariableNode) and isinstance(node.filter_expression.var, Variable):
+            lookups = node.filter_expression.var.lookups
+            if lookups:
+                printed.add(".".join(lookups))
+    return printed
+
+
 def used_names(template):
     """Set of the context names a compiled template refers to (first part of each lookup),
     so a renderer builds only what a template shows."""
@@ -287,6 +299,7 @@ def _compile(source, field):
     _check(template, field)
     template.journeys_autoescape = html
     template.journeys_names = frozenset(used_names(template))
+    template.journeys_printed = frozenset(printed_lookups(template))
     return template
 
 
@@ -317,10 +330,30 @@ def freeze(value):
 TEXT_FIELDS = ("subject", "body_text", "body_html", "short_text")
 
 
+def _missing_in_email_body(template):
+    """What a compiled email body lacks of what every marketing email must carry: an
+    unsubscribe link and the sender's postal address (CAN-SPAM; the EU's ePrivacy rules
+    want the sender identifiable). A list of error messages, empty when nothing is missing."""
+    missing = []
+    if "unsubscribe_url" not in template.journeys_names:
+        missing.append(
+            _("Every marketing email must carry an unsubscribe link: add {{ unsubscribe_url }} to this body.")
+        )
+    if "shop.postal_address" not in template.journeys_printed:
+        missing.append(
+            _(
+                "Every marketing email must show the shop's postal address: add {{ shop.postal_address }} "
+                "to this body."
+            )
+        )
+    return missing
+
+
 def validate_message_template(template):
     """Check a MessageTemplate: each field compiles safely, and the fields its channel's kind
-    needs are there (email: a subject, a text or HTML body, and ``{{ unsubscribe_url }}`` in
-    every body given; SMS and push: the short text). Raises ValidationError by field."""
+    needs are there (email: a subject, a text or HTML body, and in every body given
+    ``{{ unsubscribe_url }}`` and the shop's postal address, ``{{ shop.postal_address }}``;
+    SMS and push: the short text). Raises ValidationError by field."""
     errors = {}
     compiled = {}
     for field in TEXT_FIELDS:
@@ -330,23 +363,18 @@ def validate_message_template(template):
         try:
             compiled[field] = compile_template(source, field=field)
         except CampaignError as exc:
-            errors[field] = str(exc)
+            errors[field] = [str(exc)]
     kind = template.channel.kind if template.channel_id else None
     if kind == "email":
         if not (template.subject or "").strip():
-            errors.setdefault("subject", _("An email needs a subject."))
+            errors.setdefault("subject", [_("An email needs a subject.")])
         if not (template.body_text or "").strip() and not (template.body_html or "").strip():
-            errors.setdefault("body_text", _("An email needs a text or an HTML body (better both)."))
+            errors.setdefault("body_text", [_("An email needs a text or an HTML body (better both).")])
         for field in ("body_text", "body_html"):
-            if field in compiled and "unsubscribe_url" not in compiled[field].journeys_names:
-                errors.setdefault(
-                    field,
-                    _(
-                        "Every marketing email must carry an unsubscribe link: add {{ unsubscribe_url }} "
-                        "to this body."
-                    ),
-                )
+            missing = _missing_in_email_body(compiled[field]) if field in compiled else []
+            if missing:
+                errors[field] = missing
     elif kind in ("sms", "push") and not (template.short_text or "").strip():
-        errors.setdefault("short_text", _("SMS and push messages need the short text."))
+        errors.setdefault("short_text", [_("SMS and push messages need the short text.")])
     if errors:
         raise ValidationError(errors)

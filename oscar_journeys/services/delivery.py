@@ -3,8 +3,10 @@
 ``messages_send(message_ids=[...])`` is what the ``messages_send`` task runs. For each
 message, one at a time, a conditional UPDATE claims it (queued → sending, only if it is due);
 a message another worker (or an earlier delivery of the same task) claimed is left alone.
-Then consent and suppression are checked again (withdrawn since the decision: cancelled),
-the message is rendered (``services.rendering.MessageRenderer``, one per batch) and handed
+Consent and suppression are checked again, for each channel's batch at once in a few
+queries (``consent.message_blocks``) just before its first claim: a message whose customer
+withdrew consent or whose address was suppressed since the decision is cancelled once
+claimed. Then the message is rendered (``services.rendering.MessageRenderer``, one per batch) and handed
 to its channel's backend (one ``with backend:`` per channel per batch), and the outcome is
 written with another conditional UPDATE (only from "sending"), so statuses only move
 forward. Nothing here runs inside a transaction: each claim commits on its own, so a
@@ -106,6 +108,8 @@ def _send_channel(batch, renderer, *, now, stats):
                 if outbox.claim(message):
                     outbox.finish(message, Message.CANCELLED, last_error="channel disabled")
             return
+        # The send-time re-check, for the whole batch at once ("" = may be sent).
+        blocks = consent.message_blocks([(message.customer, channel.kind, message.recipient) for message in batch])
         try:
             backend = channel.get_backend()
             backend.open()
@@ -116,8 +120,8 @@ def _send_channel(batch, renderer, *, now, stats):
                     _retry_or_fail(outbox, message, exc)
             return
         try:
-            for message in batch:
-                _send_one(backend, renderer, outbox, message)
+            for message, reason in zip(batch, blocks):
+                _send_one(backend, renderer, outbox, message, blocked=reason)
         finally:
             try:
                 backend.close()
@@ -128,9 +132,9 @@ def _send_channel(batch, renderer, *, now, stats):
 
 
 def _update_sql(pk, *, where_status, due_by=None, attempt=False, **fields):
-    """(sql, params) of ``UPDATE message SET fields WHERE id = pk AND status = where_status
-    [AND send_after <= due_by]``. Plain SQL with values prepared by the model's fields: the
-    ORM's query building costs more than the statement itself."""
+    """(sql, params) of ``UPDATE message SET fields WHERE id = pk AND (status = where_status
+    [AND send_after <= due_by]) IS TRUE``. Plain SQL with values prepared by the model's
+    fields: the ORM's query building costs more than the statement itself."""
     qn = connection.ops.quote_name
     meta = Message._meta
     sets, params = [], []
@@ -140,11 +144,16 @@ def _update_sql(pk, *, where_status, due_by=None, attempt=False, **fields):
         params.append(field.get_db_prep_save(value, connection))
     if attempt:
         sets.append(f"{qn('attempts')} = {qn('attempts')} + 1")
-    sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} = %s AND {qn('status')} = %s"
+    checks = [f"{qn('status')} = %s"]
     params += [pk, where_status]
     if due_by is not None:
-        sql += f" AND {qn('send_after')} <= %s"
+        checks.append(f"{qn('send_after')} <= %s")
         params.append(meta.get_field("send_after").get_db_prep_save(due_by, connection))
+    # The row is found by its primary key; its state is a check on that row. "(...) IS
+    # TRUE" keeps the state out of the planner's choice of index: with stale statistics
+    # (a table analyzed before a round queued its messages) PostgreSQL otherwise walks the
+    # (status, send_after) index over every queued message to find this one.
+    sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} = %s AND ({' AND '.join(checks)}) IS TRUE"
     return sql, params
 
 
@@ -224,13 +233,14 @@ class _Outbox:
             self._check_done(cursor.rowcount)
 
 
-def _send_one(backend, renderer, outbox, message):
+def _send_one(backend, renderer, outbox, message, *, blocked):
+    """Claim, render and send one message; ``blocked`` is its consent re-check ("" when
+    it may be sent, else the reason it is cancelled with)."""
     if not outbox.claim(message):
         return
     kind = message.channel.kind
-    reason = consent.can_message(customer=message.customer, kind=kind, address=message.recipient)
-    if reason:
-        outbox.finish(message, Message.CANCELLED, last_error=reason)
+    if blocked:
+        outbox.finish(message, Message.CANCELLED, last_error=blocked)
         return
     try:
         outgoing, links = renderer.render(message)

@@ -89,17 +89,19 @@ class LinkTracker:
 
     def __init__(self, message_id, base_url, keep):
         self.message_id, self.base_url, self.keep = message_id, base_url, keep
-        self.links, self._index = [], {}
+        self.links, self._tracked = [], {}  # url -> its click URL
 
     def click_url(self, url):
-        if not url.lower().startswith(("http://", "https://")) or url in self.keep:
-            return None
-        index = self._index.get(url)
-        if index is None:
-            index = self._index[url] = len(self.links)
+        """The click URL replacing ``url``, or None to leave it as it is. A URL found twice
+        (in the text and the HTML body) gets one index and one signed token."""
+        tracked = self._tracked.get(url)
+        if tracked is None:
+            if not url.lower().startswith(("http://", "https://")) or url in self.keep:
+                return None
+            token = tokens.make_token(tokens.CLICK, {"m": self.message_id, "l": len(self.links)})
             self.links.append(url)
-        token = tokens.make_token(tokens.CLICK, {"m": self.message_id, "l": index})
-        return public_url("message-click", self.base_url, token=token)
+            tracked = self._tracked[url] = public_url("message-click", self.base_url, token=token)
+        return tracked
 
     def rewrite_html(self, source):
         def replace(match):

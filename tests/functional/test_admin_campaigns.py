@@ -36,7 +36,10 @@ UTC = dt.timezone.utc
 DAY = dt.datetime(2025, 3, 10, 12, tzinfo=UTC)
 MARCH = {"start": "2025-03-01", "end": "2025-03-31"}
 LOCMEM = "oscar_journeys.channels.locmem.LocmemChannel"
-GOOD_TEXT = "Hi {{ customer.first_name }}, see {{ basket.restore_url }} — unsubscribe: {{ unsubscribe_url }}"
+GOOD_TEXT = (
+    "Hi {{ customer.first_name }}, see {{ basket.restore_url }} — unsubscribe: {{ unsubscribe_url }}\n"
+    "{{ shop.postal_address }}"
+)
 
 
 def texts(response):
@@ -227,6 +230,7 @@ def test_templates_are_validated_on_the_step_page(admin_client, campaign, channe
     assert response.status_code == 200
     errors = response.context["inline_admin_formsets"][0].formset.errors[0]
     assert "unsubscribe" in " ".join(errors["body_text"])
+    assert "{{ shop.postal_address }}" in " ".join(errors["body_text"])
 
     response = admin_client.post(
         url, step_post(step, channel, subject="Hi", body_text="{% load static %}{{ unsubscribe_url }}")

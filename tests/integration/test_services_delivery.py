@@ -6,9 +6,11 @@ import random
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from oscar_journeys.channels import locmem
-from oscar_journeys.models import Message, Suppression
+from oscar_journeys.models import Consent, Event, Message, Suppression
 from oscar_journeys.models import campaigns as c
 from oscar_journeys.services import delivery
 from oscar_journeys.services.consent import consent_set, suppress
@@ -269,3 +271,66 @@ def test_the_relay_task_sweeps_and_requeues(message, settings):
     later = NOW + dt.timedelta(seconds=901)
     tasks.messages_relay.run(later.isoformat())
     assert Message.objects.get().status == "failed"
+
+
+# --- the send-time consent re-check, once per batch ---------------------------------------------
+
+
+def test_the_batch_recheck_cancels_only_the_customers_who_withdrew_or_were_suppressed(campaign, make_customer):
+    customers = [consent(make_customer(first_name=name)) for name in ("Ana", "Bea", "Cai", "Dan")]
+    messages = {m.customer.first_name: m for m in Message.objects.filter(pk__in=queue(campaign, customers))}
+    consent_set(customer=messages["Bea"].customer, kind="email", granted=False, source="preferences", now=NOW)
+    suppress(kind="email", address=messages["Dan"].recipient.upper(), reason="complained")
+
+    with mock.patch.object(delivery.consent, "message_blocks", wraps=delivery.consent.message_blocks) as blocks:
+        stats = messages_send(message_ids=[m.pk for m in messages.values()], now=NOW)
+
+    assert blocks.call_count == 1  # one re-check for the channel's batch
+    assert (stats.sent, stats.cancelled) == (2, 2)
+    assert sorted(out.to for out in locmem.outbox) == sorted([messages["Ana"].recipient, messages["Cai"].recipient])
+    got = {
+        m.customer.first_name: (m.status, m.last_error, m.attempts) for m in Message.objects.select_related("customer")
+    }
+    assert got == {
+        "Ana": ("sent", "", 1),
+        "Bea": ("cancelled", "no_consent", 1),  # claimed, then cancelled: never left in "sending"
+        "Cai": ("sent", "", 1),
+        "Dan": ("cancelled", "suppressed", 1),
+    }
+
+
+def test_a_message_claimed_elsewhere_is_not_cancelled_by_the_recheck(message):
+    consent_set(customer=message.customer, kind="email", granted=False, source="preferences", now=NOW)
+    Message.objects.filter(pk=message.pk).update(status="sent")  # another worker got there first
+    stats = messages_send(message_ids=[message.pk], now=NOW)
+    assert (stats.cancelled, stats.skipped) == (0, 1)
+    assert Message.objects.get().status == "sent"
+
+
+def _send_capturing(campaign, customers):
+    ids = queue(campaign, customers)
+    with CaptureQueriesContext(connection) as captured:
+        messages_send(message_ids=ids, now=NOW)
+    assert Message.objects.filter(pk__in=ids, status="sent").count() == len(ids)
+    consent_tables = (Consent._meta.db_table, Suppression._meta.db_table, Event._meta.db_table)
+    rechecks = [q for q in captured.captured_queries if any(table in q["sql"] for table in consent_tables)]
+    return len(captured.captured_queries), len(rechecks)
+
+
+def test_the_queries_of_a_batch_do_not_grow_with_its_consent_rechecks(campaign, make_customer):
+    small = _send_capturing(campaign, [consent(make_customer()) for _ in range(2)])
+    large = _send_capturing(campaign, [consent(make_customer()) for _ in range(6)])
+    assert large[1] == small[1] <= 2  # the re-check: the same few queries for 2 or 6 messages
+    per_message = (large[0] - small[0]) / 4
+    assert per_message <= 4  # the claim and outcome statements (and SQLite's savepoint), no more
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL plans")
+def test_the_claim_finds_the_message_by_primary_key_whatever_the_statistics(message):
+    sql, params = delivery._update_sql(message.pk, where_status=Message.QUEUED, due_by=NOW, attempt=True,
+                                       status=Message.SENDING, claimed_at=NOW)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert Message._meta.db_table + "_pkey" in plan and "msg_due" not in plan

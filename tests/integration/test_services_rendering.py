@@ -2,6 +2,7 @@
 tracking, the open pixel, RFC 8058 headers, batching, and the admin preview."""
 
 import uuid
+from unittest import mock
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -335,3 +336,30 @@ def test_a_message_whose_template_was_deleted_cannot_render(make_customer):
     message.template = None
     with pytest.raises(CampaignError, match="no template"):
         MessageRenderer().render(message)
+
+
+def test_a_link_in_both_bodies_gets_one_index_and_one_signed_click_url(make_customer):
+    template = make_template(
+        subject="x",
+        body_text="https://example.com/x {{ unsubscribe_url }} {{ shop.postal_address }}",
+        body_html='<a href="https://example.com/x">x</a> <a href="https://example.com/y">y</a> <a href="https://example.com/x">'
+        'again</a> <a href="{{ unsubscribe_url }}">bye</a> {{ shop.postal_address }}',
+    )
+    message = make_message(make_customer(), template)
+    with mock.patch.object(tokens, "make_token", wraps=tokens.make_token) as made:
+        outgoing, links = MessageRenderer().render(message)
+    assert links == ["https://example.com/x", "https://example.com/y"]
+    assert [call.args[0] for call in made.call_args_list].count(tokens.CLICK) == 2
+    first = outgoing.text.split()[0]
+    assert first.startswith(f"{SITE}/journeys/c/") and outgoing.html.count(first) == 2
+    token = urlsplit(first).path.rstrip("/").rsplit("/", 1)[1]
+    assert tokens.read_token(tokens.CLICK, token) == {"m": message.pk, "l": 0}
+
+
+def test_the_renderer_module_still_exports_its_public_names():
+    from oscar_journeys.services import render_context, rendering, tracking
+
+    assert issubclass(rendering.MessageRenderer, render_context.ContextBuilder)
+    assert rendering.site_url is tracking.site_url and rendering.absolute_url is tracking.absolute_url
+    assert rendering.LAZY_PARTS == ("basket", "order", "products", "recommendations")
+    assert rendering.PREVIEW_TOKEN == "preview" and callable(rendering.render_preview)

@@ -3,6 +3,7 @@ MessageTemplate.clean() demands (RELIABILITY 4.4 and 3.5)."""
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 
 from oscar_journeys.exceptions import CampaignError, TemplateSafetyError
 from oscar_journeys.models import Channel, MessageTemplate
@@ -171,12 +172,17 @@ def errors_of(template):
     return error.value.message_dict
 
 
+FOOTER = "{{ unsubscribe_url }} {{ shop.postal_address }}"
+
+
 def test_a_complete_email_template_is_valid():
     template = make(
         "email",
         subject="Hi {{ customer.first_name }}",
-        body_text="Your basket: {{ basket.restore_url }}\nUnsubscribe: {{ unsubscribe_url }}",
-        body_html='<a href="{{ basket.restore_url }}">Back</a> <a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+        body_text="Your basket: {{ basket.restore_url }}\nUnsubscribe: {{ unsubscribe_url }}\n"
+        "{{ shop.postal_address }}",
+        body_html='<a href="{{ basket.restore_url }}">Back</a> <a href="{{ unsubscribe_url }}">Unsubscribe</a>'
+        "<p>{{ shop.postal_address|linebreaksbr }}</p>",
     )
     validate_message_template(template)
     template.clean()  # the model hooks it in
@@ -184,11 +190,39 @@ def test_a_complete_email_template_is_valid():
 
 def test_email_needs_subject_body_and_an_unsubscribe_link_in_every_body():
     assert set(errors_of(make("email"))) == {"subject", "body_text"}
-    errors = errors_of(make("email", subject="x", body_text="{{ unsubscribe_url }}", body_html="<p>no link</p>"))
-    assert list(errors) == ["body_html"]
-    assert "{{ unsubscribe_url }}" in errors["body_html"][0]
-    errors = errors_of(make("email", subject="x", body_html="{% if 0 %}{{ unsubscribe_url }}{% endif %}", body_text="x"))
+    errors = errors_of(
+        make("email", subject="x", body_text=FOOTER, body_html="<p>no link</p>{{ shop.postal_address }}")
+    )
+    assert errors == {"body_html": [
+        "Every marketing email must carry an unsubscribe link: add {{ unsubscribe_url }} to this body."
+    ]}
+    errors = errors_of(
+        make("email", subject="x", body_html="{% if 0 %}{{ unsubscribe_url }}{% endif %}{{ shop.postal_address }}",
+             body_text="x {{ shop.postal_address }}")
+    )
     assert list(errors) == ["body_text"]
+
+
+def test_email_needs_the_postal_address_in_every_body():
+    errors = errors_of(make("email", subject="x", body_text="{{ unsubscribe_url }}", body_html=FOOTER))
+    assert errors == {"body_text": [
+        "Every marketing email must show the shop's postal address: add {{ shop.postal_address }} to this body."
+    ]}
+    # Printed, not merely tested or named: an {% if %} on it, or another shop field, is not enough.
+    for body in ("{% if shop.postal_address %}x{% endif %}", "{{ shop.name }}", "{{ shop }}", "shop.postal_address"):
+        errors = errors_of(make("email", subject="x", body_text="{{ unsubscribe_url }} " + body))
+        assert list(errors) == ["body_text"], body
+    # Both missing: both said.
+    assert len(errors_of(make("email", subject="x", body_text="nothing"))["body_text"]) == 2
+    # SMS, push and webhooks carry no postal address.
+    validate_message_template(make("sms", short_text="hi"))
+
+
+def test_the_postal_address_error_is_translated():
+    with translation.override("es"):
+        errors = errors_of(make("email", subject="x", body_text="{{ unsubscribe_url }}"))
+    assert "{{ shop.postal_address }}" in errors["body_text"][0]
+    assert "must show" not in errors["body_text"][0]
 
 
 def test_sms_and_push_need_the_short_text():
@@ -200,7 +234,7 @@ def test_sms_and_push_need_the_short_text():
 
 def test_unsafe_fields_are_reported_per_field():
     errors = errors_of(
-        make("email", subject="{% debug %}", body_text="{{ unsubscribe_url }}", body_html="{{ x|pprint }}{{ unsubscribe_url }}")
+        make("email", subject="{% debug %}", body_text=FOOTER, body_html="{{ x|pprint }}" + FOOTER)
     )
     assert set(errors) == {"subject", "body_html"}
     assert "{% debug %}" in errors["subject"][0]
