@@ -24,6 +24,7 @@ def mask_address(value):
 
 
 EXIT_REASONS = {
+    "customer_gone": _("Customer deleted"),
     "campaign_ended": _("Campaign ended or inactive"),
     "ordered": _("Ordered"),
     "basket_emptied": _("Basket emptied or gone"),

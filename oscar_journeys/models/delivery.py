@@ -291,6 +291,11 @@ class Message(models.Model):
             models.Index(fields=["status", "send_after"], name="oscar_journeys_msg_due"),
             models.Index(fields=["customer", "created_at"], name="oscar_journeys_msg_customer"),
             models.Index(fields=["campaign", "status"], name="oscar_journeys_msg_campaign"),
+            # The provider's webhooks (bounces) name the message by the provider's id; a
+            # queued message has none yet, so the insert of the outbox skips this index.
+            models.Index(
+                fields=["provider_id"], condition=~models.Q(provider_id=""), name="oscar_journeys_msg_provider"
+            ),
         ]
 
     def __str__(self):

@@ -5,14 +5,17 @@ Every read here is one query (or one per chunk of ids) whatever the number of cu
 ``services/decisions.py`` holds the logic."""
 
 import datetime as dt
+import functools
+import operator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from django.db import connection
-from django.db.models import BigIntegerField, Max
+from django.db.models import BigIntegerField, Max, Q
 from django.db.models.functions import Cast, Extract
 
+from .. import app_settings
 from ..ml import audience
 from ..models import (
     CampaignChannel,
@@ -47,16 +50,54 @@ def _range_filter(queryset, ids, field="customer_id"):
 
 CLAIM_COLUMNS = ["enrollment_id", "campaign_id", "customer_id", "trigger_key", "step", "held_out", "triggered_at",
                  "time_zone"]
+CLAIM_DTYPES = {"enrollment_id": "int64", "campaign_id": "int64", "customer_id": "int64", "step": "int64",
+                "triggered_at": "datetime64[ns, UTC]"}
 
 
-def claim_due(*, now, customer_range=None):
-    """The active enrollments due at ``now`` as a frame (``CLAIM_COLUMNS``). Inside a
-    transaction on PostgreSQL the rows are locked, skipping rows another round holds."""
-    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, next_due_at__lte=now)
+# The decision rounds' advisory locks: (this number, shard index) on PostgreSQL.
+LOCK_NAMESPACE = 0x4A4E
+
+
+def lock_shards(*, now, customer_range=None):
+    """Take, for the current transaction, the lock of every customer-id shard (ranges of
+    DECISION_SHARD_SIZE ids, aligned on its multiples) the round covers: those overlapping
+    ``customer_range``, or, for None, every shard with a step due. Two rounds then never
+    decide for one customer at once: the second sees what the first wrote, so a frequency
+    cap counts it. A shard another round holds is skipped, not waited for (its steps stay
+    due for the next round). Returns ``(ranges, busy)``: the half-open customer-id ranges to
+    claim (None: everything, on databases without advisory locks, where the writers queue
+    anyway) and how many shards were skipped."""
+    if connection.vendor != "postgresql":
+        return (None if customer_range is None else [tuple(customer_range)]), 0
+    size = max(1, int(app_settings.DECISION_SHARD_SIZE))
+    if customer_range is None:
+        shards = [lo // size for lo, _hi in due_customer_ranges(now=now, shard_size=size)]
+    else:
+        lo, hi = customer_range
+        shards = list(range(lo // size, (hi - 1) // size + 1)) if hi > lo else []
+    if not shards:
+        return [], 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k FROM unnest(%s::int[]) AS k WHERE pg_try_advisory_xact_lock(%s, k) ORDER BY k",
+            [shards, LOCK_NAMESPACE],
+        )
+        held = [k for (k,) in cursor.fetchall()]
+    ranges = [(k * size, (k + 1) * size) for k in held]
     if customer_range is not None:
-        due = due.filter(customer_id__gte=customer_range[0], customer_id__lt=customer_range[1])
-    if connection.features.has_select_for_update_skip_locked:
-        due = due.select_for_update(skip_locked=True, of=("self",))
+        ranges = [(max(start, customer_range[0]), min(end, customer_range[1])) for start, end in ranges]
+    return ranges, len(shards) - len(held)
+
+
+def claim_due(*, now, ranges=None):
+    """The active enrollments due at ``now`` (of customers in ``ranges``, half-open
+    customer-id ranges; None for all) as a frame (``CLAIM_COLUMNS``). The caller holds the
+    shards' locks (``lock_shards``)."""
+    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, next_due_at__lte=now)
+    if ranges is not None:
+        if not ranges:
+            return pd.DataFrame({name: pd.Series(dtype=CLAIM_DTYPES.get(name, object)) for name in CLAIM_COLUMNS})
+        due = due.filter(functools.reduce(operator.or_, (Q(customer_id__gte=lo, customer_id__lt=hi) for lo, hi in ranges)))
     postgresql = connection.vendor == "postgresql"
     if postgresql:  # microseconds since the epoch: a number per row, not a datetime to build
         due = due.annotate(
@@ -77,7 +118,7 @@ def claim_due(*, now, customer_range=None):
         frame["triggered_at"] = pd.to_datetime(frame["triggered_at"].astype("int64"), unit="us", utc=True)
     else:  # SQLite: text in UTC
         frame["triggered_at"] = pd.to_datetime(frame["triggered_at"], utc=True, format="ISO8601")
-    return frame.astype({"enrollment_id": "int64", "campaign_id": "int64", "customer_id": "int64", "step": "int64"})
+    return frame.astype({name: dtype for name, dtype in CLAIM_DTYPES.items() if name != "triggered_at"})
 
 
 # --- configuration (small tables) ------------------------------------------------------------------

@@ -24,8 +24,10 @@ Steps 1–6 build the plan (``decision_plan.py``); this module claims, writes an
 Control and holdout are drawn after every other rule, so they stand for "would have been
 sent": uplift compares like with like. Decisions, messages and the enrollments' advance are
 written in one transaction, in bulk; the send tasks are queued once it commits. On
-PostgreSQL the due enrollments are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED``, so
-two rounds running at once never decide the same step.
+PostgreSQL the round first takes the advisory lock of each customer-id shard it covers
+(``decision_data.lock_shards``; a shard another round holds is left to the next round), so
+two rounds running at once never decide for the same customer: not the same step twice,
+and not two campaigns past a frequency cap.
 """
 
 import contextlib
@@ -63,6 +65,7 @@ class RoundResult:
     deferred: int = 0
     completed: int = 0
     message_ids: list = field(default_factory=list)
+    busy: int = 0  # customer-id shards skipped: another round was deciding them
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)  # seconds per phase, for benchmarks and logs
 
@@ -84,6 +87,7 @@ class RoundResult:
             "deferred": self.deferred,
             "completed": self.completed,
             "messages": self.messages,
+            "busy_shards": self.busy,
         }
 
 
@@ -103,7 +107,8 @@ def decision_round(*, now=None, customer_range=None, enqueue=True, policy=None):
         result.exited = enrollments_exit_due(now=now, customer_range=customer_range) or {}
     with transaction.atomic():
         with clock("claim"):
-            due = data.claim_due(now=now, customer_range=customer_range)
+            ranges, result.busy = data.lock_shards(now=now, customer_range=customer_range)
+            due = data.claim_due(now=now, ranges=ranges)
         result.due = len(due)
         if len(due):
             config = data.load_config()

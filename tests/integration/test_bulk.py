@@ -30,7 +30,9 @@ def decisions(enrollments, *, steps):
 
 
 def test_rows_are_inserted_with_defaults_and_conflicts_skipped(enrollments):
-    first = bulk.insert_rows(Decision, decisions(enrollments[:2], steps=[1, 1]), returning=("enrollment", "step", "id"))
+    first = bulk.insert_rows(
+        Decision, decisions(enrollments[:2], steps=[1, 1]), returning=("enrollment", "step", "id")
+    )
     rows = {(d.enrollment_id, d.step): d for d in Decision.objects.all()}
     assert set(rows) == {(enrollments[0].pk, 1), (enrollments[1].pk, 1)}
     held = rows[(enrollments[1].pk, 1)]
@@ -39,7 +41,9 @@ def test_rows_are_inserted_with_defaults_and_conflicts_skipped(enrollments):
     assert rows[(enrollments[0].pk, 1)].expected_value is None
 
     # Again, with one row already there: it is skipped, the other two go in.
-    again = bulk.insert_rows(Decision, decisions(enrollments, steps=[1, 2, 1]), returning=("enrollment", "step", "id"))
+    again = bulk.insert_rows(
+        Decision, decisions(enrollments, steps=[1, 2, 1]), returning=("enrollment", "step", "id")
+    )
     assert Decision.objects.count() == 4
     if connection.vendor == "postgresql":  # the ids of what this call inserted, and only those
         assert sorted(first) == sorted((e, s, d.pk) for (e, s), d in rows.items())

@@ -371,44 +371,58 @@ def test_an_event_of_the_rule_type_after_now_does_not_exclude(birthday, person):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_rounds_never_decide_the_same_step(settings, make_customer):
+def test_a_round_leaves_alone_the_shards_another_round_is_deciding(settings, make_customer):
     if connection.vendor != "postgresql":
-        pytest.skip("row locks with SKIP LOCKED: PostgreSQL only")
+        pytest.skip("advisory locks: PostgreSQL only")
     settings.OSCAR_JOURNEYS_CONSENT_REQUIRED = {"email": "none", "sms": "opt_in", "push": "opt_in", "webhook": "none"}
     email = make_channel("Email")
     campaign = make_campaign("Birthday", channels=[email], trigger=c.BIRTHDAY)
-    for i in range(40):
-        enroll(campaign, make_customer(), due=NOW)
+    people = [make_customer() for _ in range(40)]
+    for person in people:
+        enroll(campaign, person, due=NOW)
+    settings.OSCAR_JOURNEYS_DECISION_SHARD_SIZE = people[20].pk  # two shards: [0, p20) and [p20, 2*p20)
     claim = decision_data.claim_due
-    barrier = threading.Barrier(2, timeout=20)
+    claimed, release = threading.Event(), threading.Event()
 
     def claim_then_wait(**kwargs):
-        frame = claim(**kwargs)  # rows now locked until this round commits
-        barrier.wait()  # both rounds have claimed before either writes
+        frame = claim(**kwargs)
+        if threading.current_thread().name == "first":
+            claimed.set()
+            assert release.wait(20)  # its shard stays locked until this round commits
         return frame
 
-    results, errors = [], []
+    first, errors = [], []
 
-    def run():
+    def run_first():
         try:
-            results.append(decision_round(now=NOW, enqueue=False))
+            first.append(decision_round(now=NOW, customer_range=(0, people[20].pk), enqueue=False))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
             connection.close()
 
-    with mock.patch.object(decision_data, "claim_due", claim_then_wait):
-        threads = [threading.Thread(target=run) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+    patch = mock.patch.object(decision_data, "claim_due", claim_then_wait)
+    patch.start()
+    thread = threading.Thread(target=run_first, name="first")
+    thread.start()
+    try:
+        assert claimed.wait(20)
+        # Meanwhile a round over everything: the first shard is busy, the second is decided.
+        second = decision_round(now=NOW, enqueue=False)
+        assert (second.busy, second.due) == (1, 20)
+        assert set(Decision.objects.values_list("customer_id", flat=True)) == {p.pk for p in people[20:]}
+    finally:
+        release.set()
+        thread.join(30)
+        patch.stop()
     assert not errors, errors
-    assert sum(r.due for r in results) == 40
+    assert (first[0].busy, first[0].due, first[0].messages) == (0, 20, 20)
     assert Decision.objects.count() == 40 and Message.objects.count() == 40
-    per_enrollment = Decision.objects.values_list("enrollment_id", flat=True)
-    assert len(set(per_enrollment)) == 40
+    assert len(set(Decision.objects.values_list("enrollment_id", flat=True))) == 40
     assert set(Enrollment.objects.values_list("status", flat=True)) == {"completed"}
+    # Nothing left: a third round finds nothing due and no shard busy.
+    third = decision_round(now=NOW, enqueue=False)
+    assert (third.busy, third.due) == (0, 0)
 
 
 def test_the_tick_queues_one_decision_shard_per_range(birthday, person, make_customer, settings):
@@ -493,7 +507,8 @@ def test_an_enrollment_whose_customer_vanished_exits_and_is_never_decided(birthd
     # As if the customer were deleted while a scan was enrolling them: the row stays behind.
     Enrollment.objects.filter(pk=enrollment.pk).update(customer_id=person.pk + 10_000)
 
-    result = decision_round(now=NOW)
+    assert decision_round(now=NOW).decisions == 0  # the claim finds no customer to decide for
+    result = decision_round(now=NOW + dt.timedelta(days=1))
 
     assert result.exited == {"customer_gone": 1} and result.decisions == 0
     enrollment.refresh_from_db()
