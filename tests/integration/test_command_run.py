@@ -46,6 +46,9 @@ def test_a_bad_time_is_refused():
 def test_a_real_round_with_nothing_to_do():
     out = run("--now", "2025-06-30T18:00:00+00:00")
     assert "Round at 2025-06-30T19:00:00+01:00:" in out and "New enrollments: 0" in out
+    # Every count the loop returns has a label: no bare key such as "busy_shards".
+    labels = [line.split(":")[0].strip() for line in out.splitlines()[1:]]
+    assert labels and not [name for name in labels if "_" in name]
 
 
 @pytest.mark.django_db

@@ -19,6 +19,7 @@ LABELS = {
     "deferred": gettext_lazy("Deferred (quiet hours, send window)"),
     "completed": gettext_lazy("Enrollments completed"),
     "messages": gettext_lazy("Messages queued"),
+    "busy_shards": gettext_lazy("Customer groups left to a round already running"),
     "sent": gettext_lazy("Messages sent"),
     "failed": gettext_lazy("Messages failed"),
     "retried": gettext_lazy("Messages to retry later"),
