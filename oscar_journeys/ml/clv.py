@@ -135,7 +135,53 @@ def _check_penalizer(penalizer):
 # BG/NBD
 
 
-class BGNBD:
+class _Model:
+    """What both models share: the penalty, the fitted state, maximum likelihood on
+    log-parameters (``_fit``) and the fitted parameters in order (``_params``). A subclass
+    names its ``PARAM_NAMES``, its ``FIT_CALL`` (for the not-fitted error) and
+    ``_log_likelihood(params, *data)`` per customer."""
+
+    PARAM_NAMES = ()
+    FIT_CALL = "fit(...)"
+
+    def __init__(self, penalizer=0.0):
+        self.penalizer = _check_penalizer(penalizer)
+        self.params_ = None
+        self.log_likelihood_ = None
+        self.converged_ = None
+        self.n_customers_ = None
+
+    def __repr__(self):
+        name = type(self).__name__
+        if self.params_ is None:
+            return f"{name}(penalizer={self.penalizer!r}) (not fitted)"
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+        return f"{name}({shown}, log_likelihood={self.log_likelihood_:.2f}, n={self.n_customers_})"
+
+    def _fit(self, *data):
+        """Maximise the mean log-likelihood of ``data`` (one array per input, one row per
+        customer); store the parameters, the summed log-likelihood and the sample size."""
+
+        def negative_log_likelihood(params):
+            return -float(np.mean(self._log_likelihood(params, *data)))
+
+        params, self.converged_ = _fit_log_params(negative_log_likelihood, len(self.PARAM_NAMES), self.penalizer)
+        if not self.converged_:
+            warnings.warn(
+                f"{type(self).__name__} fit did not converge; the estimates may be poor", RuntimeWarning, stacklevel=3
+            )
+        self.params_ = dict(zip(self.PARAM_NAMES, (float(p) for p in params)))
+        self.log_likelihood_ = float(np.sum(self._log_likelihood(params, *data)))
+        self.n_customers_ = int(data[0].size)
+        return self
+
+    def _params(self):
+        if self.params_ is None:
+            raise NotFittedError(f"this {type(self).__name__} model is not fitted yet: call {self.FIT_CALL} first")
+        return tuple(self.params_[name] for name in self.PARAM_NAMES)
+
+
+class BGNBD(_Model):
     """The BG/NBD model of repeat purchases (Fader, Hardie & Lee 2005).
 
     ``fit(frequency, recency, T)`` estimates ``params_ = {"r", "alpha", "a", "b"}`` by
@@ -148,19 +194,7 @@ class BGNBD:
     """
 
     PARAM_NAMES = ("r", "alpha", "a", "b")
-
-    def __init__(self, penalizer=0.0):
-        self.penalizer = _check_penalizer(penalizer)
-        self.params_ = None
-        self.log_likelihood_ = None
-        self.converged_ = None
-        self.n_customers_ = None
-
-    def __repr__(self):
-        if self.params_ is None:
-            return f"BGNBD(penalizer={self.penalizer!r}) (not fitted)"
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-        return f"BGNBD({shown}, log_likelihood={self.log_likelihood_:.2f}, n={self.n_customers_})"
+    FIT_CALL = "fit(frequency, recency, T)"
 
     @staticmethod
     def _log_likelihood(params, x, t_x, T):
@@ -183,22 +217,7 @@ class BGNBD:
         x, t_x, T = _check_rft(frequency, recency, T)
         if (T == 0).all():
             raise ValueError("T is 0 for every customer: there is no observation period to learn from")
-
-        def negative_log_likelihood(params):
-            return -float(np.mean(self._log_likelihood(params, x, t_x, T)))
-
-        params, self.converged_ = _fit_log_params(negative_log_likelihood, 4, self.penalizer)
-        if not self.converged_:
-            warnings.warn("BG/NBD fit did not converge; the estimates may be poor", RuntimeWarning, stacklevel=2)
-        self.params_ = dict(zip(self.PARAM_NAMES, (float(p) for p in params)))
-        self.log_likelihood_ = float(np.sum(self._log_likelihood(params, x, t_x, T)))
-        self.n_customers_ = int(x.size)
-        return self
-
-    def _params(self):
-        if self.params_ is None:
-            raise NotFittedError("this BGNBD model is not fitted yet: call fit(frequency, recency, T) first")
-        return tuple(self.params_[name] for name in self.PARAM_NAMES)
+        return self._fit(x, t_x, T)
 
     @staticmethod
     def _log_odds_dead(r, alpha, a, b, x, t_x, T):
@@ -255,7 +274,7 @@ class BGNBD:
 # Gamma-Gamma
 
 
-class GammaGamma:
+class GammaGamma(_Model):
     """The gamma-gamma model of the average transaction value (Fader & Hardie 2013).
 
     ``fit(frequency, monetary_value)`` estimates ``params_ = {"p", "q", "v"}`` by maximum
@@ -265,19 +284,7 @@ class GammaGamma:
     """
 
     PARAM_NAMES = ("p", "q", "v")
-
-    def __init__(self, penalizer=0.0):
-        self.penalizer = _check_penalizer(penalizer)
-        self.params_ = None
-        self.log_likelihood_ = None
-        self.converged_ = None
-        self.n_customers_ = None
-
-    def __repr__(self):
-        if self.params_ is None:
-            return f"GammaGamma(penalizer={self.penalizer!r}) (not fitted)"
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-        return f"GammaGamma({shown}, log_likelihood={self.log_likelihood_:.2f}, n={self.n_customers_})"
+    FIT_CALL = "fit(frequency, monetary_value)"
 
     @staticmethod
     def _check(frequency, monetary_value):
@@ -309,28 +316,15 @@ class GammaGamma:
         repeat = x > 0
         if not repeat.any():
             raise ValueError("no customer has frequency > 0: the gamma-gamma model needs repeat customers to fit")
-        x, m = x[repeat], m[repeat]
-
-        def negative_log_likelihood(params):
-            return -float(np.mean(self._log_likelihood(params, x, m)))
-
-        params, self.converged_ = _fit_log_params(negative_log_likelihood, 3, self.penalizer)
-        if not self.converged_:
-            warnings.warn("gamma-gamma fit did not converge; the estimates may be poor", RuntimeWarning, stacklevel=2)
-        self.params_ = dict(zip(self.PARAM_NAMES, (float(p) for p in params)))
-        self.log_likelihood_ = float(np.sum(self._log_likelihood(params, x, m)))
-        self.n_customers_ = int(x.size)
-        return self
+        return self._fit(x[repeat], m[repeat])
 
     def expected_average_value(self, frequency, monetary_value):
         """E(M | p, q, v, m-bar, x) = (q-1)/(px+q-1) * pv/(q-1) + px/(px+q-1) * m-bar:
         a weighted mean of the population mean pv/(q-1) and the customer's own average,
         the weight of the latter growing with x. For x = 0 it is the population mean."""
-        if self.params_ is None:
-            raise NotFittedError("this GammaGamma model is not fitted yet: call fit(frequency, monetary_value) first")
+        p, q, v = self._params()
         scalar = _is_scalar(frequency, monetary_value)
         x, m = self._check(frequency, monetary_value)
-        p, q, v = (self.params_[name] for name in self.PARAM_NAMES)
         if q <= 1:
             raise ValueError(f"the fitted q = {q:.4g} is <= 1: the population mean value is infinite")
         m = np.where(x > 0, m, 0.0)  # ignored for x = 0
