@@ -50,6 +50,21 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
+def _comparison(method, treated_mean, control_mean, n_treated, n_control, confidence):
+    """The result dict every comparison returns, its interval still unknown (None)."""
+    return {
+        "estimate": None if treated_mean is None or control_mean is None else treated_mean - control_mean,
+        "low": None,
+        "high": None,
+        "treated_mean": treated_mean,
+        "control_mean": control_mean,
+        "n_treated": n_treated,
+        "n_control": n_control,
+        "confidence": confidence,
+        "method": method,
+    }
+
+
 def difference_in_means(treated, control, *, confidence=0.95):
     """Difference of the means of ``treated`` and ``control`` (array-likes of numbers, one
     per customer) with Welch's t interval at ``confidence``.
@@ -63,17 +78,7 @@ def difference_in_means(treated, control, *, confidence=0.95):
     n_t, n_c = len(treated), len(control)
     treated_mean = float(treated.mean()) if n_t else None
     control_mean = float(control.mean()) if n_c else None
-    result = {
-        "estimate": None if treated_mean is None or control_mean is None else treated_mean - control_mean,
-        "low": None,
-        "high": None,
-        "treated_mean": treated_mean,
-        "control_mean": control_mean,
-        "n_treated": n_t,
-        "n_control": n_c,
-        "confidence": confidence,
-        "method": WELCH,
-    }
+    result = _comparison(WELCH, treated_mean, control_mean, n_t, n_c, confidence)
     if n_t < 2 or n_c < 2:
         return result
     if treated.var(ddof=1) == 0 and control.var(ddof=1) == 0:
@@ -118,17 +123,7 @@ def difference_in_proportions(treated_successes, n_treated, control_successes, n
         )
     p_t = s_t / n_t if n_t else None
     p_c = s_c / n_c if n_c else None
-    result = {
-        "estimate": None if p_t is None or p_c is None else p_t - p_c,
-        "low": None,
-        "high": None,
-        "treated_mean": p_t,
-        "control_mean": p_c,
-        "n_treated": n_t,
-        "n_control": n_c,
-        "confidence": confidence,
-        "method": NEWCOMBE,
-    }
+    result = _comparison(NEWCOMBE, p_t, p_c, n_t, n_c, confidence)
     if result["estimate"] is None:
         return result
     l_t, u_t = wilson_interval(s_t, n_t, confidence=confidence)
@@ -157,17 +152,7 @@ def difference_in_means_from_stats(
     for when the database aggregates the values (no per-customer array). Same Welch
     interval, same result dict; the same None rules (n < 2, or no variance at all)."""
     _check_confidence(confidence)
-    result = {
-        "estimate": None if treated_mean is None or control_mean is None else treated_mean - control_mean,
-        "low": None,
-        "high": None,
-        "treated_mean": treated_mean,
-        "control_mean": control_mean,
-        "n_treated": n_treated,
-        "n_control": n_control,
-        "confidence": confidence,
-        "method": WELCH,
-    }
+    result = _comparison(WELCH, treated_mean, control_mean, n_treated, n_control, confidence)
     if n_treated < 2 or n_control < 2 or (treated_var == 0 and control_var == 0):
         return result
     a, b = treated_var / n_treated, control_var / n_control
