@@ -83,6 +83,21 @@ DEFAULTS = {
     "ALLOW_PRIVATE_ADDRESSES": False,
     # Customers per decision-round shard (one Celery task each).
     "DECISION_SHARD_SIZE": 50000,
+    # --- segments and predictions (docs/segments.md) ---
+    # Lifecycle thresholds that override the ones learned from the shop's data, e.g.
+    # {"at_risk_days": 60, "churned_days": 180}. Keys: new_days, at_risk_days, churned_days,
+    # high_value_quantile (share of buyers above which spend counts as high value, 0-1).
+    "LIFECYCLE_THRESHOLDS": {},
+    # Days after a snapshot within which no order counts as churn (the churn label).
+    "CHURN_HORIZON_DAYS": 90,
+    # Days over which lifetime value (expected orders and spend) is predicted.
+    "CLV_HORIZON_DAYS": 365,
+    # Most customers the nightly training reads (an even spread of id ranges); scoring
+    # always covers everyone.
+    "TRAINING_SAMPLE_SIZE": 200000,
+    # Range of the number of micro-segments; the silhouette score picks one within it.
+    "MICRO_SEGMENTS_MIN": 4,
+    "MICRO_SEGMENTS_MAX": 10,
 }
 
 

@@ -26,6 +26,7 @@ LABELS = {
     schema.MESSAGE_CLICKED: _("Clicked a message"),
     schema.CONSENT_GRANTED: _("Gave marketing consent"),
     schema.CONSENT_WITHDRAWN: _("Withdrew marketing consent"),
+    schema.LIFECYCLE_STAGE_CHANGED: _("Changed lifecycle stage"),
 }
 
 

@@ -249,10 +249,11 @@ def _rows_to_frame(rows):
 # --- snapshots -----------------------------------------------------------------------------
 
 
-def snapshots_frame(*, as_of, customer_ids=None):
+def snapshots_frame(*, as_of, customer_ids=None, scores=False):
     """The snapshot frame (``schema.SNAPSHOT_COLUMNS``) of day ``as_of`` (a date, or a
     ``(first, last)`` pair of dates, both included), for customers ``lo <= id < hi`` when
-    ``customer_ids=(lo, hi)``."""
+    ``customer_ids=(lo, hi)``. ``scores=True`` adds the segment and prediction columns
+    (``schema.SCORES``; ``next_order_days`` counted from the row's day)."""
     snapshots = Snapshot.objects.order_by("as_of", "customer_id")
     if isinstance(as_of, tuple):
         snapshots = snapshots.filter(as_of__gte=as_of[0], as_of__lte=as_of[1])
@@ -260,11 +261,19 @@ def snapshots_frame(*, as_of, customer_ids=None):
         snapshots = snapshots.filter(as_of=as_of)
     if customer_ids is not None:
         snapshots = snapshots.filter(customer_id__gte=customer_ids[0], customer_id__lt=customer_ids[1])
-    rows = snapshots.values_list("customer_id", "as_of", *schema.FEATURE_NAMES)
-    frame = pd.DataFrame.from_records(list(rows), columns=list(schema.SNAPSHOT_COLUMNS))
-    kinds = {"int": "int64", "float": "float64", "str": object, "list": object}
+    stored_scores = [name if name != "next_order_days" else "next_order_date" for name in schema.SCORE_NAMES]
+    columns = [*schema.SNAPSHOT_COLUMNS, *(stored_scores if scores else ())]
+    rows = snapshots.values_list("customer_id", "as_of", *columns[2:])
+    frame = pd.DataFrame.from_records(list(rows), columns=columns)
+    kinds = {"int": "int64", "float": "float64", "str": object, "list": object, "Int64": "Int64"}
     frame["customer_id"] = frame["customer_id"].astype("int64")
     frame["as_of"] = frame["as_of"].astype(object)
     for name, (kind, _) in schema.FEATURES.items():
         frame[name] = frame[name].astype(kinds[kind])
+    if scores:
+        next_order = pd.to_datetime(frame.pop("next_order_date"))
+        frame["next_order_days"] = (next_order - pd.to_datetime(frame["as_of"])).dt.days.astype("float64")
+        for name, (kind, _) in schema.SCORES.items():
+            frame[name] = frame[name].astype(kinds[kind])
+        frame = frame[[*schema.SNAPSHOT_COLUMNS, *schema.SCORE_NAMES]]
     return frame

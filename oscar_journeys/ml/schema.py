@@ -35,6 +35,7 @@ MESSAGE_OPENED = "message_opened"
 MESSAGE_CLICKED = "message_clicked"
 CONSENT_GRANTED = "consent_granted"
 CONSENT_WITHDRAWN = "consent_withdrawn"
+LIFECYCLE_STAGE_CHANGED = "lifecycle_stage_changed"  # recorded by the nightly chain
 
 EVENT_TYPES = (
     USER_REGISTERED,
@@ -57,6 +58,7 @@ EVENT_TYPES = (
     MESSAGE_CLICKED,
     CONSENT_GRANTED,
     CONSENT_WITHDRAWN,
+    LIFECYCLE_STAGE_CHANGED,
 )
 
 # Events that show the customer paying attention (for days_since_last_engagement).
@@ -74,6 +76,9 @@ ENGAGEMENT_TYPES = (
     MESSAGE_OPENED,
     MESSAGE_CLICKED,
 )
+
+# Types only the app itself records: the API and CSV import refuse them.
+INTERNAL_TYPES = (LIFECYCLE_STAGE_CHANGED,)
 
 EVENT_COLUMNS = ("customer_id", "type", "occurred_at", "value", "category")
 
@@ -105,3 +110,33 @@ FEATURES = {
 FEATURE_NAMES = tuple(FEATURES)
 NUMERIC_FEATURES = tuple(n for n, (kind, _) in FEATURES.items() if kind in ("int", "float"))
 SNAPSHOT_COLUMNS = ("customer_id", "as_of", *FEATURE_NAMES)
+
+# --- segments and predictions ---------------------------------------------------------
+# The nightly chain writes these onto each snapshot row, beside the features. Codes are
+# stable identifiers; labels for people live on the Django side (translated).
+
+# Lifecycle stages (oscar_journeys.ml.lifecycle). "prospect": no order yet.
+PROSPECT, NEW, ACTIVE, HIGH_VALUE, AT_RISK, CHURNED, REACTIVATED = (
+    "prospect", "new", "active", "high_value", "at_risk", "churned", "reactivated",
+)
+STAGES = (PROSPECT, NEW, ACTIVE, HIGH_VALUE, AT_RISK, CHURNED, REACTIVATED)
+
+# Named RFM segments (oscar_journeys.ml.rfm).
+RFM_SEGMENTS = (
+    "champions", "loyal", "potential_loyalist", "new_customers", "promising", "need_attention",
+    "about_to_sleep", "cannot_lose", "at_risk", "hibernating", "lost",
+)
+
+# name -> (dtype, description). "str" columns hold "" when unknown; the others NaN / <NA>.
+SCORES = {
+    "lifecycle_stage": ("str", "One of STAGES."),
+    "rfm_score": ("str", "Recency, frequency and monetary scores 1-5 as three digits ('545'); '' without orders."),
+    "rfm_segment": ("str", "One of RFM_SEGMENTS; '' without orders."),
+    "micro_segment": ("Int64", "Stable id of the learned micro-segment."),
+    "churn_probability": ("float", "Calibrated probability of no order within the churn horizon; NaN without orders."),
+    "prob_alive": ("float", "BG/NBD probability that the customer is still active; NaN without orders."),
+    "expected_orders": ("float", "BG/NBD expected orders within the CLV horizon."),
+    "clv": ("float", "Expected order value within the CLV horizon (BG/NBD x gamma-gamma)."),
+    "next_order_days": ("float", "Days from the snapshot day to the expected next order; NaN when not expected."),
+}
+SCORE_NAMES = tuple(SCORES)

@@ -2,6 +2,7 @@ from .campaigns import Campaign, CampaignChannel, CampaignStep, ExclusionRule, F
 from .channels import Channel
 from .consent import Consent, Suppression
 from .delivery import Decision, Enrollment, Message
+from .segments import MicroSegment, TargetGroup, TrainingRun
 from .snapshots import Snapshot
 from .sources import EventSource
 from .timeline import Customer, CustomerIdentifier, CustomerMerge, Event
@@ -22,7 +23,10 @@ __all__ = [
     "ExclusionRule",
     "FrequencyCap",
     "Message",
+    "MicroSegment",
     "MessageTemplate",
     "Snapshot",
     "Suppression",
+    "TargetGroup",
+    "TrainingRun",
 ]

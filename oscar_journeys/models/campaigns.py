@@ -12,6 +12,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .channels import KIND_CHOICES, Channel
+from .segments import STAGE_CHOICES
 
 CART_ABANDONED = "cart_abandoned"
 POST_PURCHASE = "post_purchase"
@@ -19,6 +20,7 @@ BIRTHDAY = "birthday"
 WIN_BACK = "win_back"
 BROWSE_ABANDONED = "browse_abandoned"
 SCHEDULED = "scheduled"
+STAGE_CHANGED = "stage_changed"
 TRIGGER_CHOICES = [
     (CART_ABANDONED, _("Cart abandoned")),
     (POST_PURCHASE, _("After a purchase")),
@@ -26,6 +28,7 @@ TRIGGER_CHOICES = [
     (WIN_BACK, _("Win-back (no order for a while)")),
     (BROWSE_ABANDONED, _("Browse abandoned (viewed without buying)")),
     (SCHEDULED, _("Scheduled send to an audience")),
+    (STAGE_CHANGED, _("Lifecycle stage changed (e.g. became at risk)")),
 ]
 
 RECUR_NONE, RECUR_DAILY, RECUR_WEEKLY, RECUR_MONTHLY = "", "daily", "weekly", "monthly"
@@ -63,6 +66,15 @@ class Campaign(models.Model):
             'Conditions every recipient meets, on the snapshot features, e.g. '
             '[{"field": "frequency", "op": ">=", "value": 1}]. Empty: everyone.'
         ),
+    )
+    target_group = models.ForeignKey(
+        "oscar_journeys.TargetGroup",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaigns",
+        verbose_name=_("target group"),
+        help_text=_("Only members of this target group receive it (besides the audience conditions)."),
     )
     channels = models.ManyToManyField(
         Channel,
@@ -131,6 +143,13 @@ class Campaign(models.Model):
     min_past_orders = models.PositiveSmallIntegerField(
         _("minimum past orders"), default=1, help_text=_("Win-back: only customers with at least this many orders.")
     )
+    lifecycle_stage = models.CharField(
+        _("lifecycle stage"),
+        max_length=16,
+        blank=True,
+        choices=STAGE_CHOICES,
+        help_text=_("Lifecycle stage changed: the stage the customer enters."),
+    )
     send_at = models.DateTimeField(
         _("send at"), null=True, blank=True, help_text=_("Scheduled: the first (or only) send.")
     )
@@ -162,6 +181,8 @@ class Campaign(models.Model):
             errors["days_without_order"] = _("A win-back campaign needs the number of days without an order.")
         if self.trigger == SCHEDULED and not self.send_at:
             errors["send_at"] = _("A scheduled campaign needs the time of its first send.")
+        if self.trigger == STAGE_CHANGED and not self.lifecycle_stage:
+            errors["lifecycle_stage"] = _("A lifecycle-stage campaign needs the stage customers enter.")
         if self.trigger != SCHEDULED and self.recurrence:
             errors["recurrence"] = _("Only scheduled campaigns repeat.")
         if self.audience:

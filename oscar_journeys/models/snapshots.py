@@ -2,12 +2,15 @@
 every day so that a model can train on features as they were in the past.
 
 The feature columns mirror ``oscar_journeys.ml.schema.FEATURES``; a test checks that the
-two agree."""
+two agree. The segment and prediction columns hold ``schema.SCORES`` (``next_order_days``
+stored as the date ``next_order_date``) and the version of the training run that scored
+the row."""
 
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .segments import RFM_SEGMENT_CHOICES, STAGE_CHOICES
 from .timeline import Customer
 
 
@@ -40,6 +43,19 @@ class Snapshot(models.Model):
     messages_clicked_90d = models.IntegerField(_("messages clicked in 90 days"), default=0)
     favourite_category = models.CharField(_("favourite category"), max_length=255, blank=True)
     favourite_categories = models.JSONField(_("favourite categories"), default=list, blank=True)
+
+    # Segments and predictions (``schema.SCORES``), written by the nightly chain; empty / NULL
+    # on rows it has not scored.
+    lifecycle_stage = models.CharField(_("lifecycle stage"), max_length=16, blank=True, db_default="", choices=STAGE_CHOICES)
+    rfm_score = models.CharField(_("RFM score"), max_length=3, blank=True, db_default="")
+    rfm_segment = models.CharField(_("RFM segment"), max_length=24, blank=True, db_default="", choices=RFM_SEGMENT_CHOICES)
+    micro_segment = models.PositiveIntegerField(_("micro-segment"), null=True, blank=True)
+    churn_probability = models.FloatField(_("churn probability"), null=True, blank=True)
+    prob_alive = models.FloatField(_("probability still active"), null=True, blank=True)
+    expected_orders = models.FloatField(_("expected orders (CLV horizon)"), null=True, blank=True)
+    clv = models.FloatField(_("expected lifetime value"), null=True, blank=True)
+    next_order_date = models.DateField(_("expected next order"), null=True, blank=True)
+    training_run = models.PositiveIntegerField(_("scored by training run"), null=True, blank=True)
 
     class Meta:
         app_label = "oscar_journeys"

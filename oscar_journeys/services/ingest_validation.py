@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from .. import app_settings, events
 from ..exceptions import InvalidEventError
+from ..ml import schema
 from ..models import CustomerIdentifier
 from .customers import normalize_email, normalize_phone
 
@@ -281,7 +282,7 @@ class Rules:
     def at(cls, now):
         return cls(
             now=now,
-            known_types=frozenset(events.event_types()),
+            known_types=frozenset(events.event_types()) - frozenset(schema.INTERNAL_TYPES),
             skew=app_settings.MAX_CLOCK_SKEW_SECONDS,
             payload_limit=app_settings.MAX_PAYLOAD_BYTES,
             phone_region=app_settings.DEFAULT_PHONE_REGION,
