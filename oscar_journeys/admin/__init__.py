@@ -1,6 +1,7 @@
 """The Django admin of oscar_journeys: customers (with the customer 360 page), the
 timeline, snapshots, merges and event sources; campaigns (with their report and the
-template preview), channels, rules, consent and delivery. See docs/admin.md."""
+template preview), channels, rules, consent and delivery; target groups, training runs and
+micro-segments. See docs/admin.md."""
 
 from . import (  # noqa: F401  (register the ModelAdmins)
     campaigns,
@@ -10,6 +11,7 @@ from . import (  # noqa: F401  (register the ModelAdmins)
     delivery,
     merges,
     rules,
+    segments,
     sources,
     timeline,
 )

@@ -15,8 +15,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..ml import audience
 from ..models import Campaign, CampaignChannel, CampaignStep, Channel, Decision, Enrollment, Message, MessageTemplate
 from . import preview, reports
+from .rule_builder import RuleBuilderWidget
 
 
 def _count_of(queryset):
@@ -35,6 +37,11 @@ def campaign_problems(campaign):
         problems.append(_("The campaign has no step yet: it sends nothing. Add a step (its delay after the trigger)."))
     if not channel_ids:
         problems.append(_("The campaign has no channel yet: it sends nothing. Add at least one channel."))
+    if campaign.target_group_id and not campaign.target_group.active:
+        problems.append(
+            _("The target group %(group)s is inactive: the campaign reaches nobody until it is active again.")
+            % {"group": campaign.target_group}
+        )
     if not steps or not channel_ids:
         return problems
     channels = {channel.pk: channel for channel in Channel.objects.filter(pk__in=channel_ids)}
@@ -93,7 +100,8 @@ TRIGGER_HELP = _(
     "Each option applies to the triggers its help text names; the others ignore it. "
     "Cart abandoned: the minimum basket value (the delay is the first step's). After a purchase: "
     "minimum order value, products, categories. Birthday: days before. Win-back: days without an "
-    "order and minimum past orders. Browse abandoned: products, categories. Scheduled: send at, repeat."
+    "order and minimum past orders. Browse abandoned: products, categories. Scheduled: send at, repeat. "
+    "Lifecycle stage changed: the stage customers enter."
 )
 
 
@@ -111,7 +119,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "held_out",
         "report_link",
     )
-    list_filter = ("trigger", "active", "channels")
+    list_filter = ("trigger", "active", "channels", "target_group")
     search_fields = ("name", "description")
     raw_id_fields = ("products", "categories")
     fieldsets = (
@@ -128,10 +136,20 @@ class CampaignAdmin(admin.ModelAdmin):
                     "days_before_birthday",
                     ("days_without_order", "min_past_orders"),
                     ("send_at", "recurrence"),
+                    "lifecycle_stage",
                 ),
             },
         ),
-        (_("Audience"), {"fields": ("audience",)}),
+        (
+            _("Audience"),
+            {
+                "description": _(
+                    "A customer must meet every audience condition and, when a target group is chosen, be one of "
+                    "its members."
+                ),
+                "fields": ("audience", "target_group"),
+            },
+        ),
         (
             _("Schedule and send window"),
             {"fields": (("starts_at", "ends_at"), ("send_window_start", "send_window_end"), "reentry_days")},
@@ -151,6 +169,11 @@ class CampaignAdmin(admin.ModelAdmin):
                 held_out_count=_count_of(Decision.objects.filter(outcome=Decision.HOLDOUT)),
             )
         return queryset
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "audience":
+            kwargs["widget"] = RuleBuilderWidget(fields=audience.FIELDS)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_autocomplete_fields(self, request):
         # Searchable drop-downs when the shop's catalogue admin allows it; raw ids otherwise.

@@ -1,5 +1,5 @@
-"""The customer 360 page: profile, identifiers, account, merges, the timeline of events
-and the snapshot features over time, on one admin page.
+"""The customer 360 page: profile, identifiers, account, merges, the timeline of events,
+the snapshot features over time and the latest segments and predictions, on one admin page.
 
 Reached at ``admin/oscar_journeys/customer/<id>/360/`` (``CustomerAdmin.get_urls``); the
 permission checks happen there. Every query here is bounded: one page of events, the
@@ -12,13 +12,27 @@ from django.apps import apps
 from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils.formats import date_format, number_format
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..charts import line_chart
 from ..events import label
 from ..ml.schema import FEATURE_NAMES
-from ..models import Consent, Customer, CustomerIdentifier, CustomerMerge, Decision, Enrollment, Event, Message, Snapshot
+from ..models import (
+    Consent,
+    Customer,
+    CustomerIdentifier,
+    CustomerMerge,
+    Decision,
+    Enrollment,
+    Event,
+    Message,
+    MicroSegment,
+    Snapshot,
+    TrainingRun,
+)
+from .segments import segment_in_words
 
 EVENTS_PER_PAGE = 50
 CAMPAIGN_ROWS = 10  # the newest enrollments, decisions and messages shown
@@ -51,6 +65,48 @@ def _verbose_name(name):
     return capfirst(Snapshot._meta.get_field(name).verbose_name)
 
 
+def scores_context(latest):
+    """The segments and predictions of the latest snapshot, as (label, text, link) rows
+    (empty when the nightly chain has not scored it)."""
+    if latest is None or (latest.training_run is None and not latest.lifecycle_stage):
+        return {"scores": [], "scored_by": None}
+
+    def percent(value):
+        return "–" if value is None else f"{number_format(value * 100, decimal_pos=0)} %"
+
+    def number(value, decimals=2):
+        return "–" if value is None else number_format(value, decimal_pos=decimals, force_grouping=True)
+
+    segment_text, segment_url = "–", None
+    if latest.micro_segment is not None:
+        segment = MicroSegment.objects.filter(number=latest.micro_segment).first()
+        if segment is None:
+            segment_text = _("Segment %(number)d") % {"number": latest.micro_segment}
+        else:
+            segment_text = f"{segment} ({segment_in_words(segment.description)})"
+            segment_url = reverse("admin:oscar_journeys_microsegment_change", args=[segment.pk])
+    rfm = "–"
+    if latest.rfm_segment or latest.rfm_score:
+        rfm = f"{latest.get_rfm_segment_display() or '–'} ({latest.rfm_score or '–'})"
+    rows = [
+        (_verbose_name("lifecycle_stage"), latest.get_lifecycle_stage_display() or "–", None),
+        (_("RFM segment (score)"), rfm, None),
+        (_verbose_name("micro_segment"), segment_text, segment_url),
+        (_verbose_name("churn_probability"), percent(latest.churn_probability), None),
+        (_verbose_name("prob_alive"), percent(latest.prob_alive), None),
+        (_verbose_name("expected_orders"), number(latest.expected_orders), None),
+        (_verbose_name("clv"), number(latest.clv), None),
+        (_verbose_name("next_order_date"), date_format(latest.next_order_date) if latest.next_order_date else "–", None),
+    ]
+    run = None
+    if latest.training_run is not None:
+        run = TrainingRun.objects.filter(version=latest.training_run).only("pk", "version", "as_of").first()
+    scored_by = None
+    if run is not None:
+        scored_by = (str(run), reverse("admin:oscar_journeys_trainingrun_change", args=[run.pk]))
+    return {"scores": rows, "scored_by": scored_by}
+
+
 def snapshot_context(customer):
     snapshots = list(Snapshot.objects.filter(customer=customer).order_by("-as_of")[:CHART_SNAPSHOTS])
     snapshots.reverse()
@@ -74,6 +130,7 @@ def snapshot_context(customer):
         "snapshot_count": len(snapshots),
         "first_snapshot": snapshots[0] if snapshots else None,
         "features": features,
+        **scores_context(latest),
     }
 
 

@@ -1,4 +1,4 @@
-"""Audience rules: who a campaign (and, later, a target group) is for.
+"""Audience rules: who a campaign or a target group is for.
 
 Pure pandas/numpy (no Django). A rule set is a list of rules, all of which must hold (AND);
 an empty list is everyone::
@@ -11,7 +11,19 @@ Fields are named columns of a frame, each with a kind (``int``, ``float``, ``str
 ``list``, ``bool``) that decides which operators and values it takes. The default fields
 (``FIELDS``) are the snapshot features of :mod:`oscar_journeys.ml.schema` plus a few
 customer fields (``CUSTOMER_FIELDS``, computed by :func:`derive_customer_fields`). Callers
-with other columns (issue 4's target groups) pass their own ``fields`` mapping.
+with other columns pass their own ``fields`` mapping: target groups use ``TARGET_FIELDS``,
+which adds the segments and predictions (``SCORE_FIELDS``, with the allowed values of
+``lifecycle_stage`` and ``rfm_segment``).
+
+Target groups may also hold event conditions (callers allow them with ``events=``, the
+known event type codes): the number of the customer's events of a type, optionally in one
+product category, within the last days, compared with a whole number::
+
+    {"event": "product_ordered", "category": "Shoes", "within_days": 30, "op": ">=", "value": 1}
+
+Each condition reads a count column named by its :class:`EventCount` (``field.event``
+of the fields :func:`rule_fields` returns). The caller supplies those columns, 0 where a
+customer had no such event.
 
 Missing values never satisfy a comparison: ``NaN > 3``, ``NaN != 3`` and ``NaN not_in
 [1, 2]`` are all False; only ``is_null`` matches them. For text fields the empty string
@@ -45,13 +57,31 @@ NUMERIC_KINDS = frozenset({"int", "float"})
 
 
 @dataclass(frozen=True)
+class EventCount:
+    """How many events of ``type`` (in product ``category``, when not empty) a customer had
+    in the ``within_days`` days up to now: what an event condition compares."""
+
+    type: str
+    within_days: int
+    category: str = ""
+
+    @property
+    def column(self):
+        return f"events:{self.type}:{self.within_days}:{self.category}"
+
+
+@dataclass(frozen=True)
 class Field:
-    """A field rules can name: its kind and the frame column holding it."""
+    """A field rules can name: its kind, the frame column holding it, the values it may
+    take (``choices``, text fields; empty: any) and, for an event condition's count, the
+    ``EventCount`` it counts."""
 
     name: str
     kind: str
     column: str
     description: str = ""
+    choices: tuple = ()
+    event: EventCount = None
 
 
 # Customer fields besides the snapshot features: name -> (kind, description). The columns
@@ -68,7 +98,8 @@ CUSTOMER_COLUMNS = ("user_id", "email", "phone", "date_of_birth", "created_at", 
 
 
 def make_fields(spec):
-    """{name: Field} from a mapping of name -> Field, kind string or (kind, description)."""
+    """{name: Field} from a mapping of name -> Field, kind string or (kind, description[,
+    choices])."""
     fields = {}
     for name, value in spec.items():
         if isinstance(value, Field):
@@ -76,8 +107,10 @@ def make_fields(spec):
         elif isinstance(value, str):
             field = Field(name, value, name)
         else:
-            kind, description = value[0], (value[1] if len(value) > 1 else "")
-            field = Field(name, kind, name, description)
+            kind = value[0]
+            description = value[1] if len(value) > 1 else ""
+            choices = value[2] if len(value) > 2 else ()
+            field = Field(name, kind, name, description, tuple(choices))
         if field.kind not in KINDS:
             raise ValueError(f"field {name!r} has unknown kind {field.kind!r}; expected one of {', '.join(KINDS)}")
         fields[name] = field
@@ -85,6 +118,20 @@ def make_fields(spec):
 
 
 FIELDS = make_fields({**schema.FEATURES, **CUSTOMER_FIELDS})
+
+# The segments and predictions the nightly chain writes on the snapshots (``schema.SCORES``).
+_SCORE_KINDS = {"str": "str", "Int64": "int", "float": "float"}
+_SCORE_CHOICES = {"lifecycle_stage": schema.STAGES, "rfm_segment": schema.RFM_SEGMENTS}
+SCORE_FIELDS = {
+    name: (_SCORE_KINDS[dtype], description, _SCORE_CHOICES.get(name, ()))
+    for name, (dtype, description) in schema.SCORES.items()
+}
+TARGET_FIELDS = make_fields({**schema.FEATURES, **CUSTOMER_FIELDS, **SCORE_FIELDS})
+
+# Event conditions: their keys, the longest window and the operators they take.
+EVENT_KEYS = ("event", "category", "within_days", "op", "value")
+MAX_EVENT_DAYS = 3650
+EVENT_OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 
 
 # --- operators ------------------------------------------------------------------------------
@@ -234,12 +281,58 @@ def _check_value(index, field, op, value):
         if kind == "bool" and not isinstance(item, bool):
             _fail("bool_expected", _PREFIX + gettext_noop("the value must be true or false, not %(value)s."),
                   index, field.name, op.code, value=repr(item))
+        if field.choices and item not in field.choices:
+            _fail("unknown_value", _PREFIX + gettext_noop("unknown value %(value)s; use one of %(known)s."),
+                  index, field.name, op.code, value=repr(item), known=", ".join(field.choices))
 
 
-def validate_rules(rules, *, fields=None):
+def _is_count(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def _check_event_rule(index, rule, events):
+    """An event condition as (Field of its count column, Operator, value)."""
+    name, code = rule.get("event"), rule.get("op")
+    extra = sorted(set(rule) - set(EVENT_KEYS))
+    if extra:
+        _fail("unknown_key", _PREFIX + gettext_noop("unknown key(s) %(keys)s."), index, name, code,
+              keys=", ".join(map(repr, extra)))
+    if events is None:
+        _fail("events_not_allowed", _PREFIX + gettext_noop("conditions on events are not available here."),
+              index, name, code)
+    if not isinstance(name, str) or name not in events:
+        _fail("unknown_event", _PREFIX + gettext_noop("unknown event type; known types: %(known)s."), index, name,
+              code, known=", ".join(sorted(events)))
+    days = rule.get("within_days")
+    if not _is_count(days) or not 1 <= days <= MAX_EVENT_DAYS:
+        _fail("bad_window",
+              _PREFIX + gettext_noop("within_days must be a whole number of days from 1 to %(max)s, not %(value)s."),
+              index, name, code, max=MAX_EVENT_DAYS, value=repr(days))
+    category = rule.get("category")
+    if category is not None and not isinstance(category, str):
+        _fail("text_expected", _PREFIX + gettext_noop("the category must be text, not %(value)s."),
+              index, name, code, value=repr(category))
+    if code not in OPERATORS:
+        _fail("unknown_op", _PREFIX + gettext_noop("unknown operator; use one of %(known)s."), index, name, code,
+              known=", ".join(EVENT_OPERATORS))
+    if code not in EVENT_OPERATORS:
+        _fail("op_not_for_events",
+              _PREFIX + gettext_noop("this operator does not apply to a count of events; use one of %(known)s."),
+              index, name, code, known=", ".join(EVENT_OPERATORS))
+    value = rule.get("value")
+    if not _is_count(value):
+        _fail("count_expected",
+              _PREFIX + gettext_noop("the value must be a whole number of events (0 or more), not %(value)s."),
+              index, name, code, value=repr(value))
+    counted = EventCount(name, int(days), (category or "").strip())
+    return Field(counted.column, "int", counted.column, event=counted), OPERATORS[code], value
+
+
+def validate_rules(rules, *, fields=None, events=None):
     """Check a rule set; return it as a list of (Field, Operator, value). Raises
     AudienceError on the first bad rule. ``fields``: {name: Field | kind | (kind, text)};
-    default ``FIELDS``."""
+    default ``FIELDS``. ``events``: the event type codes event conditions may name (None:
+    no event conditions)."""
     fields = FIELDS if fields is None else make_fields(fields)
     if rules is None:
         return []
@@ -258,6 +351,9 @@ def validate_rules(rules, *, fields=None):
                 index=index,
                 value=repr(rule),
             )
+        if "event" in rule:
+            checked.append(_check_event_rule(index, rule, events))
+            continue
         name, code = rule.get("field"), rule.get("op")
         extra = sorted(set(rule) - {"field", "op", "value"})
         if extra:
@@ -282,9 +378,10 @@ def validate_rules(rules, *, fields=None):
     return checked
 
 
-def rule_fields(rules, *, fields=None):
-    """The Field objects a (valid) rule set reads, so callers load only those columns."""
-    return {field.name: field for field, _, _ in validate_rules(rules, fields=fields)}
+def rule_fields(rules, *, fields=None, events=None):
+    """The Field objects a (valid) rule set reads, so callers load only those columns
+    (those with ``field.event`` are event counts, by their column name)."""
+    return {field.name: field for field, _, _ in validate_rules(rules, fields=fields, events=events)}
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -292,7 +389,8 @@ def rule_fields(rules, *, fields=None):
 
 def _column_values(frame, field, op, index):
     if field.column not in frame.columns:
-        _fail("missing_column", _PREFIX + gettext_noop("the data has no column %(column)s."), index, field.name,
+        name = field.event.type if field.event else field.name
+        _fail("missing_column", _PREFIX + gettext_noop("the data has no column %(column)s."), index, name,
               op.code, column=repr(field.column))
     column = frame[field.column]
     if field.kind in NUMERIC_KINDS:
@@ -300,10 +398,11 @@ def _column_values(frame, field, op, index):
     return column.to_numpy(dtype=object)
 
 
-def evaluate(rules, frame, *, fields=None):
+def evaluate(rules, frame, *, fields=None, events=None):
     """Boolean numpy array, one entry per row of ``frame``: the rows meeting every rule.
-    Vectorised per rule; an empty rule set selects every row."""
-    checked = validate_rules(rules, fields=fields)
+    Vectorised per rule; an empty rule set selects every row. ``fields`` and ``events`` as
+    for :func:`validate_rules`."""
+    checked = validate_rules(rules, fields=fields, events=events)
     result = np.ones(len(frame), dtype=bool)
     for index, (field, op, value) in enumerate(checked):
         if not result.any():

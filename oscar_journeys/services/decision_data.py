@@ -7,20 +7,18 @@ Every read here is one query (or one per chunk of ids) whatever the number of cu
 import datetime as dt
 import functools
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from django.db import connection
-from django.db.models import BigIntegerField, Max, Q
+from django.db.models import BigIntegerField, Q
 from django.db.models.functions import Cast, Extract
 
 from .. import app_settings
-from ..ml import audience
 from ..models import (
     CampaignChannel,
     CampaignStep,
-    Customer,
     Decision,
     Enrollment,
     Event,
@@ -28,11 +26,10 @@ from ..models import (
     FrequencyCap,
     Message,
     MessageTemplate,
-    Snapshot,
+    TargetGroup,
 )
 from ..models.campaigns import Campaign
-from ..selectors import snapshots_frame
-from . import bulk, consent
+from . import bulk, consent, target_groups
 
 UNITS = {"minutes": "min", "hours": "h", "days": "D"}
 COUNTED_STATUSES = (Message.QUEUED, Message.SENDING, Message.SENT)
@@ -127,13 +124,14 @@ def claim_due(*, now, ranges=None):
 @dataclass
 class Config:
     campaigns: pd.DataFrame  # campaign_id, active, running_from, running_until, priority, holdout_percent,
-    #                          audience, window_start, window_end
+    #                          audience, window_start, window_end, target_group_id (NaN: none)
     steps: pd.DataFrame  # campaign_id, step, delay (Timedelta)
     channels: pd.DataFrame  # campaign_id, channel_id, kind, order, cc_id (enabled channels only)
     templates: pd.DataFrame  # campaign_id, step, channel_id, template_id
     channel_quiet: pd.DataFrame  # index channel_id: quiet_start, quiet_end
     caps: pd.DataFrame  # channel_kind, max_messages, period_days
     exclusions: list  # [(event_type, within_days, set of campaign ids or None)]
+    target_groups: dict = field(default_factory=dict)  # {id: rules of the campaigns' groups; None: inactive}
 
 
 def load_config():
@@ -141,12 +139,13 @@ def load_config():
         list(
             Campaign.objects.values_list(
                 "id", "active", "starts_at", "ends_at", "priority", "holdout_percent", "audience",
-                "send_window_start", "send_window_end",
+                "send_window_start", "send_window_end", "target_group_id",
             )
         ),
         columns=["campaign_id", "active", "running_from", "running_until", "priority", "holdout_percent", "audience",
-                 "window_start", "window_end"],
+                 "window_start", "window_end", "target_group_id"],
     )
+    campaigns["target_group_id"] = campaigns["target_group_id"].astype("float64")
     campaigns["running_from"] = pd.to_datetime(campaigns["running_from"], utc=True)
     campaigns["running_until"] = pd.to_datetime(campaigns["running_until"], utc=True)
     campaigns["holdout_percent"] = campaigns["holdout_percent"].astype("float64")
@@ -179,7 +178,10 @@ def load_config():
         ids = {c.pk for c in rule.campaigns.all()}
         exclusions.append((rule.event_type, rule.within_days, ids or None))
     quiet = links.drop_duplicates("channel_id").set_index("channel_id")[["quiet_start", "quiet_end"]].astype(object)
+    group_ids = [int(g) for g in campaigns["target_group_id"].dropna().unique()]
+    groups = TargetGroup.objects.filter(pk__in=group_ids).values_list("pk", "rules", "active")
     return Config(
+        target_groups={pk: rules if active else None for pk, rules, active in groups},
         campaigns=campaigns,
         steps=steps[["campaign_id", "step", "delay"]].astype({"campaign_id": "int64", "step": "int64"}),
         channels=links[["campaign_id", "channel_id", "kind", "order", "cc_id"]],
@@ -194,47 +196,35 @@ def load_config():
 
 
 def audience_mask(plan, config, *, now):
-    """True where the row's customer is in its campaign's audience (no rules: everyone),
-    judged on the latest snapshot features and the customer fields."""
+    """True where the row's customer is in its campaign's audience (no rules: everyone)
+    and, for a campaign limited to a target group, a member of it (an inactive group has
+    none); judged on the latest snapshot, the customer fields and the event counts
+    (``target_groups.rule_set_masks``, one read for every campaign)."""
     result = np.ones(len(plan), dtype=bool)
-    rules_of = {
-        cid: rule_set for cid, rule_set in zip(config.campaigns["campaign_id"], config.campaigns["audience"])
-        if rule_set
-    }
-    wanted = plan["open"].to_numpy() & plan["campaign_id"].isin(list(rules_of)).to_numpy()
+    campaign_of = plan["campaign_id"].to_numpy()
+    rule_sets, checks = {}, {}  # {key: (kind, rules)}, {campaign id: [key, ...]}
+    campaigns = config.campaigns
+    for cid, rule_set, group_id in zip(campaigns["campaign_id"], campaigns["audience"], campaigns["target_group_id"]):
+        keys = []
+        if rule_set:
+            keys.append(("campaign", cid))
+            rule_sets[keys[-1]] = (target_groups.AUDIENCE, rule_set)
+        if not pd.isna(group_id):
+            keys.append(("group", int(group_id)))
+            rule_sets[keys[-1]] = (target_groups.TARGET, config.target_groups.get(int(group_id)))
+        if keys:
+            checks[cid] = keys
+    wanted = plan["open"].to_numpy() & np.isin(campaign_of, list(checks))
     if not wanted.any():
         return result
-    customers = np.unique(plan.loc[wanted, "customer_id"].to_numpy())
-    needed = {}
-    for rule_set in rules_of.values():
-        needed.update(audience.rule_fields(rule_set))
-    features = _features(customers, needed, now=now)
-    for campaign_id, rule_set in rules_of.items():
-        rows = np.flatnonzero(wanted & (plan["campaign_id"].to_numpy() == campaign_id))
-        if len(rows):
-            frame = features.reindex(plan["customer_id"].to_numpy()[rows])
-            result[rows] = audience.evaluate(rule_set, frame)
+    customers = np.unique(plan.loc[wanted, "customer_id"].to_numpy(dtype="int64"))
+    masks = target_groups.rule_set_masks(rule_sets, customers, now=now)
+    positions = np.searchsorted(customers, plan["customer_id"].to_numpy(dtype="int64"))
+    for cid, keys in checks.items():
+        rows = np.flatnonzero(wanted & (campaign_of == cid))
+        for key in keys:
+            result[rows] &= masks[key][positions[rows]]
     return result
-
-
-def _features(customers, needed, *, now):
-    """Frame indexed by customer id with the columns the audience rules read."""
-    frame = pd.DataFrame(index=pd.Index(customers, name="customer_id"))
-    snapshot_columns = [f.column for f in needed.values() if f.name not in audience.CUSTOMER_FIELDS]
-    if snapshot_columns:
-        latest = Snapshot.objects.filter(as_of__lte=now.date()).aggregate(day=Max("as_of"))["day"]
-        if latest is not None:
-            snaps = snapshots_frame(as_of=latest, customer_ids=(int(customers.min()), int(customers.max()) + 1))
-            frame = frame.join(snaps.set_index("customer_id")[snapshot_columns])
-        for column in snapshot_columns:
-            if column not in frame:
-                frame[column] = np.nan
-    if any(f.name in audience.CUSTOMER_FIELDS for f in needed.values()):
-        rows = _range_filter(Customer.objects.all(), customers, "pk").values_list("pk", *audience.CUSTOMER_COLUMNS)
-        people = pd.DataFrame.from_records(list(rows), columns=["customer_id", *audience.CUSTOMER_COLUMNS])
-        people = people.set_index("customer_id").reindex(frame.index)
-        frame = frame.join(audience.derive_customer_fields(people, now=now))
-    return frame
 
 
 def excluded_mask(plan, config, *, now):
