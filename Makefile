@@ -25,6 +25,7 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py shell -c "from oscar_journeys.models import Customer; import sys; sys.exit(0 if Customer.objects.exists() else 1)" \
 		|| $(PY) manage.py journeys_demo_data --customers $(DEMO_CUSTOMERS) --days $(DEMO_DAYS) --seed 1
+	$(PY) manage.py journeys_nightly
 	$(PY) manage.py journeys_snapshot --backfill 30
 	$(PY) manage.py journeys_setup_defaults
 	$(PY) manage.py journeys_run

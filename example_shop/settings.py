@@ -181,8 +181,9 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
-    "journeys-nightly-snapshot": {
-        "task": "oscar_journeys.tasks.snapshot_build_all",
+    # snapshots, segments and predictions (docs/segments.md)
+    "journeys-nightly": {
+        "task": "oscar_journeys.tasks.nightly_run",
         "schedule": crontab(hour=2, minute=15),
     },
     # One round of the campaign loop: triggers, decisions, delivery, attribution.

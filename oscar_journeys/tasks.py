@@ -54,18 +54,22 @@ def customer_link(customer_id, user_id, reason):
 
 
 @shared_task(ignore_result=True)
-def snapshot_build_shard(as_of_iso, lo, hi):
-    """Build the snapshots of day ``as_of_iso`` (YYYY-MM-DD) for customers lo <= id < hi."""
+def snapshot_build_shard(as_of_iso, lo, hi, version=None):
+    """Build the snapshots of day ``as_of_iso`` (YYYY-MM-DD) for customers lo <= id < hi,
+    scored with training run ``version`` (default: the latest successful one)."""
     import datetime
 
-    from .services.snapshots import snapshot_build
+    from .services.nightly import models_of
+    from .services.snapshots import LATEST, snapshot_build
 
-    result = snapshot_build(as_of=datetime.date.fromisoformat(as_of_iso), customer_range=(lo, hi))
-    logger.info("Snapshots %s [%s, %s): %d rows in %.1fs", as_of_iso, lo, hi, result.rows, result.seconds)
+    models = LATEST if version is None else models_of(version)
+    result = snapshot_build(as_of=datetime.date.fromisoformat(as_of_iso), customer_range=(lo, hi), models=models)
+    logger.info("Snapshots %s [%s, %s): %d rows, %d stage changes in %.1fs",
+                as_of_iso, lo, hi, result.rows, result.stage_changes, result.seconds)
 
 
 @shared_task(ignore_result=True)
-def snapshot_build_all(as_of_iso=None):
+def snapshot_build_all(as_of_iso=None, version=None):
     """Queue one ``snapshot_build_shard`` per customer-id range for day ``as_of_iso``
     (default: yesterday in the shop's time zone), so several workers share the build."""
     import datetime
@@ -77,8 +81,29 @@ def snapshot_build_all(as_of_iso=None):
     as_of = datetime.date.fromisoformat(as_of_iso) if as_of_iso else shop_yesterday()
     shards = snapshot_shards(as_of=as_of)
     if shards:
-        group(snapshot_build_shard.s(as_of.isoformat(), lo, hi) for lo, hi in shards).apply_async()
+        group(snapshot_build_shard.s(as_of.isoformat(), lo, hi, version) for lo, hi in shards).apply_async()
     logger.info("Snapshots %s: queued %d shards", as_of, len(shards))
+
+
+@shared_task(ignore_result=True)
+def nightly_run(as_of_iso=None):
+    """The nightly chain for day ``as_of_iso`` (default: yesterday in the shop's time
+    zone): fit the segment and prediction models on a sample, then queue one
+    ``snapshot_build_shard`` per customer-id range, each scoring its customers with them.
+    A failed fit is recorded on its training run and the snapshots are still built, scored
+    with the last good models."""
+    import datetime
+
+    from .services.nightly import nightly_train
+    from .services.snapshots import shop_yesterday
+
+    as_of = datetime.date.fromisoformat(as_of_iso) if as_of_iso else shop_yesterday()
+    try:
+        version = nightly_train(as_of=as_of).version
+    except Exception:
+        logger.exception("Nightly training for %s failed; scoring with the last good models", as_of)
+        version = None
+    snapshot_build_all(as_of.isoformat(), version)
 
 
 # --- campaigns and delivery ---------------------------------------------------------------

@@ -174,10 +174,17 @@ def test_snapshot_shards_cover_customers_with_events_up_to_the_day(shop):
 
 
 def test_snapshot_build_shard_task_calls_the_service_with_its_range():
+    from oscar_journeys.services.snapshots import LATEST
+
     with mock.patch("oscar_journeys.services.snapshots.snapshot_build") as build:
-        build.return_value.rows, build.return_value.seconds = 3, 0.1
+        build.return_value.rows, build.return_value.seconds, build.return_value.stage_changes = 3, 0.1, 0
         tasks.snapshot_build_shard("2025-07-10", 100, 200)
-    build.assert_called_once_with(as_of=DAY, customer_range=(100, 200))
+        build.assert_called_once_with(as_of=DAY, customer_range=(100, 200), models=LATEST)
+        build.reset_mock()
+        with mock.patch("oscar_journeys.services.nightly.models_of") as models_of:
+            tasks.snapshot_build_shard("2025-07-10", 100, 200, 7)
+        models_of.assert_called_once_with(7)
+        build.assert_called_once_with(as_of=DAY, customer_range=(100, 200), models=models_of.return_value)
 
 
 def test_snapshot_build_all_queues_one_shard_task_per_range():
@@ -190,7 +197,7 @@ def test_snapshot_build_all_queues_one_shard_task_per_range():
     find.assert_called_once_with(as_of=DAY)
     signatures = list(group.call_args.args[0])
     assert [s.task for s in signatures] == ["oscar_journeys.tasks.snapshot_build_shard"] * 2
-    assert [s.args for s in signatures] == [("2025-07-10", 0, 50000), ("2025-07-10", 50000, 100000)]
+    assert [s.args for s in signatures] == [("2025-07-10", 0, 50000, None), ("2025-07-10", 50000, 100000, None)]
     group.return_value.apply_async.assert_called_once_with()
 
 

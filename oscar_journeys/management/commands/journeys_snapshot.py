@@ -8,8 +8,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ... import app_settings
-from ...services.snapshots import shop_today, shop_yesterday, snapshot_build
-from ..base import JourneysCommand
+from ...services.snapshots import snapshot_build
+from ..base import JourneysCommand, parse_shop_day
 
 
 class Command(JourneysCommand):
@@ -34,7 +34,7 @@ class Command(JourneysCommand):
         )
 
     def handle(self, *args, as_of=None, backfill="0", **options):
-        day = self._parse_day(as_of)
+        day = parse_shop_day(as_of)
         backfill_days = self._parse_backfill(backfill)
         first = day - dt.timedelta(days=backfill_days)
         self.stdout.write(
@@ -69,21 +69,6 @@ class Command(JourneysCommand):
         )
         for day, rows in step.rows_per_day.items():
             self.stdout.write(_("  %(day)s: %(rows)d rows") % {"day": day, "rows": rows})
-
-    def _parse_day(self, value):
-        if value is None:
-            return shop_yesterday()
-        try:
-            day = dt.date.fromisoformat(value.strip())
-        except ValueError:
-            raise CommandError(_("--as-of %(value)r is not a date: write it as YYYY-MM-DD.") % {"value": value})
-        today = shop_today()
-        if day > today:
-            raise CommandError(
-                _("--as-of %(value)s is in the future (today is %(today)s in the shop's time zone).")
-                % {"value": day, "today": today}
-            )
-        return day
 
     def _parse_backfill(self, value):
         try:

@@ -12,6 +12,7 @@ One module per trigger family; each documents its options, key, context and wind
 - ``orders``: after a purchase, win-back;
 - ``calendar``: birthday, scheduled sends;
 - ``browse``: browse abandoned;
+- ``stages``: lifecycle stage changed (recorded by the nightly chain);
 - ``exits``: the exit conditions;
 - ``base``: the occurrence frame, re-entry and the bulk insert.
 
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 from ...models import Campaign, CampaignStep
 from ...models import campaigns as c
-from . import browse, calendar, cart, orders
+from . import browse, calendar, cart, orders, stages
 from .base import enroll
 from .exits import enrollments_exit_due
 
@@ -43,6 +44,7 @@ FINDERS = {
     c.WIN_BACK: orders.find_win_back,
     c.BROWSE_ABANDONED: browse.find,
     c.SCHEDULED: calendar.find_scheduled,
+    c.STAGE_CHANGED: stages.find,
 }
 
 
