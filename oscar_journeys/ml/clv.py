@@ -181,6 +181,9 @@ class _Model:
         return tuple(self.params_[name] for name in self.PARAM_NAMES)
 
 
+SMALL_C = 1e-8  # below it, E[Y(t)] uses the limit of c 2F1(.; c; z) as c -> 0
+
+
 class BGNBD(_Model):
     """The BG/NBD model of repeat purchases (Fader, Hardie & Lee 2005).
 
@@ -264,8 +267,19 @@ class BGNBD(_Model):
     def _expected(self, t, x, t_x, T, a):
         r, alpha, _, b = self._params()
         z = t / (alpha + T + t)
-        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
-        numerator = (a + b + x - 1) / (a - 1) * (1 - np.exp((r + x) * np.log1p(-z)) * hyp)
+        c = a + b + x - 1
+        survive = np.exp((r + x) * np.log1p(-z))
+        # c (1 - survive 2F1(r+x, b+x; c; z)): 2F1 grows like 1/c as c -> 0 (x = 1 with a
+        # and b near 0: a fit that finds no drop-outs), and inf x 0 is NaN. There, use
+        # c 2F1(p, q; c; z) -> p q z 2F1(p+1, q+1; 2; z) (DLMF 15.2.3_5), exact as c -> 0.
+        tiny = np.abs(c) < SMALL_C
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = np.where(
+                tiny,
+                (r + x) * (b + x) * z * special.hyp2f1(r + x + 1, b + x + 1, 2.0, z),
+                c * special.hyp2f1(r + x, b + x, np.where(tiny, 1.0, c), z),
+            )
+        numerator = (c - survive * scaled) / (a - 1)
         log_odds = self._log_odds_dead(r, alpha, a, b, x, t_x, T)
         return numerator * special.expit(-log_odds)  # numerator / (1 + odds)
 

@@ -147,6 +147,24 @@ def test_expected_purchases_on_the_whole_sample_are_finite(bgnbd, cdnow):
     np.testing.assert_allclose(per_customer, expected)
 
 
+def test_expected_purchases_stay_finite_when_the_fit_finds_no_drop_outs():
+    # a and b near 0 (a fit on customers who never stop): for one repeat purchase the
+    # hypergeometric parameter a + b + x - 1 is ~0 and 2F1 overflows; the limit takes over
+    # and joins the regular formula continuously.
+    def model(a, b):
+        fitted = BGNBD()
+        fitted.params_ = {"r": 0.5, "alpha": 40.0, "a": a, "b": b}
+        return fitted
+
+    x, t_x, T = np.array([0.0, 1.0, 1.0, 4.0]), np.array([0.0, 30.0, 200.0, 250.0]), np.array([100.0, 60.0, 300.0, 300.0])
+    limit = model(1e-20, 1e-14).expected_purchases(365, x, t_x, T)
+    regular = model(1e-10, 1e-4).expected_purchases(365, x, t_x, T)  # a + b well above SMALL_C
+    assert np.isfinite(limit).all()
+    np.testing.assert_allclose(limit, regular, rtol=1e-3)
+    # Nobody drops out: a customer buys at their posterior rate (r + x) / (alpha + T).
+    np.testing.assert_allclose(limit, (0.5 + x) / (40.0 + T) * 365, rtol=1e-4)
+
+
 def test_scalars_give_floats_and_arrays_give_arrays(bgnbd):
     assert isinstance(bgnbd.expected_purchases(39, 2, 30.43, 38.86), float)
     assert isinstance(bgnbd.prob_alive(2, 30.43, 38.86), float)
