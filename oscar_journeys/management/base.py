@@ -10,6 +10,11 @@ class JourneysCommand(BaseCommand):
         return parser
 
 
+def add_as_of_argument(parser, help):
+    """The ``--as-of YYYY-MM-DD`` option (read it with ``parse_shop_day``)."""
+    parser.add_argument("--as-of", dest="as_of", metavar="YYYY-MM-DD", help=help)
+
+
 def parse_shop_day(value):
     """The day an ``--as-of YYYY-MM-DD`` option names (default: yesterday in the shop's time
     zone); a clear error for text that is not a date or a day in the future."""

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 from ...models import TrainingRun
 from ...services.nightly import latest_models, models_of, nightly_train
 from ...services.snapshots import snapshot_build
-from ..base import JourneysCommand, parse_shop_day
+from ..base import JourneysCommand, add_as_of_argument, parse_shop_day
 
 BAR_WIDTH = 30
 
@@ -24,12 +24,7 @@ class Command(JourneysCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--as-of",
-            dest="as_of",
-            metavar="YYYY-MM-DD",
-            help=gettext_lazy("Day to run for (default: yesterday in the shop's time zone)."),
-        )
+        add_as_of_argument(parser, gettext_lazy("Day to run for (default: yesterday in the shop's time zone)."))
         parser.add_argument(
             "--no-training",
             dest="training",

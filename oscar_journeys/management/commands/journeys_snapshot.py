@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy
 
 from ... import app_settings
 from ...services.snapshots import snapshot_build
-from ..base import JourneysCommand, parse_shop_day
+from ..base import JourneysCommand, add_as_of_argument, parse_shop_day
 
 
 class Command(JourneysCommand):
@@ -19,12 +19,7 @@ class Command(JourneysCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--as-of",
-            dest="as_of",
-            metavar="YYYY-MM-DD",
-            help=gettext_lazy("Day to snapshot (default: yesterday in the shop's time zone)."),
-        )
+        add_as_of_argument(parser, gettext_lazy("Day to snapshot (default: yesterday in the shop's time zone)."))
         parser.add_argument(
             "--backfill",
             dest="backfill",
