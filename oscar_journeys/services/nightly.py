@@ -244,6 +244,12 @@ def record_stage_changes(changes, *, day, now):
     customers = changes["customer_id"].astype("int64").tolist()
     at = shop_day_end(day)
     payloads = [json.dumps({"from": a, "to": b}) for a, b in zip(changes["from"], changes["to"])]
+    with transaction.atomic():  # insert_rows' temporary table (PostgreSQL) lives until the commit
+        _insert_changes(customers, day, at, payloads, now)
+    return len(customers)
+
+
+def _insert_changes(customers, day, at, payloads, now):
     insert_rows(
         Event,
         {
@@ -257,4 +263,3 @@ def record_stage_changes(changes, *, day, now):
             "recorded_at": now,
         },
     )
-    return len(customers)

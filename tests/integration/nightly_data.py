@@ -10,6 +10,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+from django.db import transaction
 
 from oscar_journeys.ml import schema
 from oscar_journeys.models import Customer, Event
@@ -47,6 +48,12 @@ def make_shop(*, end, customers=360, days=540, seed=3):
     frame = pd.DataFrame(rows, columns=["customer_id", "type", "occurred_at", "value"])
     frame = frame[frame["occurred_at"] < pd.Timestamp(end)].reset_index(drop=True)
     frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True).dt.floor("us")
+    with transaction.atomic():  # on PostgreSQL, insert_rows' temporary table lives until the commit
+        _insert(frame)
+    return {kind: ids[kinds == kind].tolist() for kind in ("loyal", "lapsing", "browsers")}
+
+
+def _insert(frame):
     insert_rows(
         Event,
         {
@@ -60,4 +67,3 @@ def make_shop(*, end, customers=360, days=540, seed=3):
             "source": "test",
         },
     )
-    return {kind: ids[kinds == kind].tolist() for kind in ("loyal", "lapsing", "browsers")}

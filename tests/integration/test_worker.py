@@ -55,3 +55,26 @@ def test_nightly_snapshot_shards_run_on_the_worker(worker, make_customer, settin
 
     worker.wait_until(lambda: Snapshot.objects.filter(as_of=as_of).count() == 5, what="5 snapshot rows")
     assert set(Snapshot.objects.values_list("frequency", flat=True)) == {1}
+
+
+def test_the_nightly_chain_runs_on_the_worker(worker):
+    from oscar_journeys.models import TrainingRun
+    from oscar_journeys.services.snapshots import shop_day_end
+    from oscar_journeys.tasks import nightly_run
+
+    from .nightly_data import make_shop
+
+    as_of = timezone.localdate() - dt.timedelta(days=1)
+    make_shop(end=shop_day_end(as_of))
+
+    nightly_run.delay(as_of.isoformat())  # the worker fits, then publishes the shards to itself
+
+    worker.wait_until(
+        lambda: Snapshot.objects.filter(as_of=as_of, training_run__isnull=False).count() == 360,
+        what="360 scored snapshot rows",
+        timeout=120,
+    )
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.SUCCEEDED and run.metrics["churn_auc"] > 0.7
+    assert set(Snapshot.objects.values_list("training_run", flat=True)) == {run.version}
+    assert not Snapshot.objects.filter(lifecycle_stage="").exists()
