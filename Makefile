@@ -51,6 +51,7 @@ bench: install
 	$(PY) benchmarks/bench_receivers.py --database sqlite
 	$(PY) benchmarks/bench_receivers.py --database postgres
 	$(PY) benchmarks/bench_snapshot.py
+	$(PY) benchmarks/bench_nightly.py
 	$(PY) benchmarks/bench_triggers.py --database sqlite
 	$(PY) benchmarks/bench_triggers.py --database postgres
 	$(PY) benchmarks/bench_delivery.py
