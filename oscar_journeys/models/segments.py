@@ -10,13 +10,14 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from ..ml import schema
 
 STAGE_LABELS = {
     schema.PROSPECT: _("Prospect (no order yet)"),
-    schema.NEW: _("New"),
-    schema.ACTIVE: _("Active"),
+    schema.NEW: pgettext_lazy("lifecycle stage", "New"),
+    schema.ACTIVE: pgettext_lazy("lifecycle stage", "Active"),
     schema.HIGH_VALUE: _("High value"),
     schema.AT_RISK: _("At risk"),
     schema.CHURNED: _("Churned"),
