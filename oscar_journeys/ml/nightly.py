@@ -104,6 +104,7 @@ def fit_nightly(
     clv_horizon_days=365,
     lifecycle_overrides=None,
     previous_segments=None,
+    previous_k=None,
     k_min=4,
     k_max=10,
     random_state=0,
@@ -135,7 +136,8 @@ def fit_nightly(
     models.segments = attempt(
         "micro_segments",
         lambda: fit_micro_segments(
-            today, k_min=k_min, k_max=k_max, previous=previous_segments, random_state=random_state
+            today, k_min=k_min, k_max=k_max, previous=previous_segments, previous_k=previous_k,
+            random_state=random_state,
         ),
     )
     if models.segments is not None:

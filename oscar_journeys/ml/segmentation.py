@@ -21,6 +21,10 @@ than max(50, 10 x k_min) rows, or fewer distinct customer profiles than k_min, r
 
 Stable ids ("numbers"): a segment keeps its number from one nightly fit to the next.
 
+- The number of segments itself is sticky: with ``previous_k`` (last night's k) in range,
+  another k wins only when its silhouette is at least ``K_SWITCH_MARGIN`` (0.02) better,
+  so a near tie between two k does not reshuffle the segments from night to night.
+
 - First fit (no ``previous``): numbers 1..k, largest segment first.
 - Refit: ``previous`` holds the last model's centres in feature units ({number: {feature:
   value}}). They go through the *new* pipeline, and the new centres are paired with them by
@@ -200,6 +204,9 @@ def _stable_numbers(pipeline, centres, sizes, previous):
     return numbers
 
 
+K_SWITCH_MARGIN = 0.02
+
+
 def _silhouette(kmeans, x, check):
     labels = kmeans.labels_[check]
     if len(np.unique(labels)) < 2:
@@ -207,11 +214,12 @@ def _silhouette(kmeans, x, check):
     return float(silhouette_score(x[check], labels))
 
 
-def fit_micro_segments(snapshots, *, k_min=4, k_max=10, previous=None, random_state=0):
+def fit_micro_segments(snapshots, *, k_min=4, k_max=10, previous=None, previous_k=None, random_state=0):
     """Cluster ``snapshots``, choosing k by silhouette; see the module docstring.
 
     ``previous``: {number: {feature: value}} (or a ``centroids`` DataFrame) of the last
-    model, for stable numbers. Returns a ``MicroSegments``."""
+    model, for stable numbers. ``previous_k``: the last model's k, kept unless another k
+    scores ``K_SWITCH_MARGIN`` better. Returns a ``MicroSegments``."""
     if not 2 <= k_min <= k_max:
         raise ValueError(f"need 2 <= k_min <= k_max, got k_min={k_min}, k_max={k_max}")
     needed = max(MIN_ROWS, MIN_ROWS_PER_CLUSTER * k_min)
@@ -234,13 +242,17 @@ def fit_micro_segments(snapshots, *, k_min=4, k_max=10, previous=None, random_st
     if len(x) > MAX_SILHOUETTE_ROWS:
         check = np.sort(rng.choice(len(x), MAX_SILHOUETTE_ROWS, replace=False))
 
-    best = None
+    best, scores = None, {}
     for k in range(k_min, min(k_max, distinct) + 1):
         score = _silhouette(KMeans(n_clusters=k, n_init=1, random_state=random_state).fit(x), x, check)
+        if score is not None:
+            scores[k] = score
         if score is not None and (best is None or score > best[0]):
             best = (score, k)
     if best is None:
         raise InsufficientDataError("micro-segments found no k with two or more non-empty clusters")
+    if previous_k in scores and best[0] - scores[previous_k] < K_SWITCH_MARGIN:
+        best = (scores[previous_k], previous_k)  # a near tie: keep last night's segments
     # The chosen k again with several starts: a better optimum, and a steadier one from one
     # night to the next (what keeps the numbers stable).
     kmeans = KMeans(n_clusters=best[1], n_init=FINAL_N_INIT, random_state=random_state).fit(x)

@@ -104,6 +104,7 @@ def nightly_train(*, as_of, now=None, sample_size=None):
             clv_horizon_days=int(app_settings.CLV_HORIZON_DAYS),
             lifecycle_overrides=app_settings.LIFECYCLE_THRESHOLDS or None,
             previous_segments=_previous_segments(),
+            previous_k=MicroSegment.objects.filter(active=True).count() or None,
             k_min=int(app_settings.MICRO_SEGMENTS_MIN),
             k_max=int(app_settings.MICRO_SEGMENTS_MAX),
         )

@@ -145,6 +145,7 @@ def test_retraining_keeps_the_segment_numbers_and_names(kinds):
         run = nightly_train(as_of=DAY, now=NOW)
     previous = fit.call_args.kwargs["previous_segments"]
     assert set(previous) == set(MicroSegment.objects.values_list("number", flat=True))
+    assert fit.call_args.kwargs["previous_k"] == first.metrics["segments"]
     snapshot_build(as_of=DAY, now=NOW)
     after = snapshots_frame(as_of=DAY, scores=True).set_index("customer_id")["micro_segment"]
     assert after.reindex(before.index).equals(before + 10)

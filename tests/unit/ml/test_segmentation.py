@@ -188,3 +188,18 @@ def test_large_frames_are_sampled(monkeypatch):
 def test_bad_k_range():
     with pytest.raises(ValueError, match="k_min"):
         fit_micro_segments(customers(), k_min=5, k_max=4)
+
+
+@pytest.mark.parametrize(
+    "scores, previous_k, chosen",
+    [
+        ({4: 0.50, 5: 0.51, 6: 0.40}, None, 5),  # no last model: the best silhouette
+        ({4: 0.50, 5: 0.51, 6: 0.40}, 4, 4),  # a near tie: last night's k stays
+        ({4: 0.50, 5: 0.60, 6: 0.40}, 4, 5),  # clearly better: it switches
+        ({4: 0.50, 5: 0.51, 6: 0.40}, 9, 5),  # last k out of range: the best
+    ],
+)
+def test_the_number_of_segments_is_sticky(monkeypatch, scores, previous_k, chosen):
+    monkeypatch.setattr(segmentation, "_silhouette", lambda kmeans, x, check: scores[kmeans.n_clusters])
+    model = fit_micro_segments(customers(), k_min=4, k_max=6, previous_k=previous_k)
+    assert model.k == chosen
