@@ -9,8 +9,8 @@ and ``d0 = d1 - churn horizon`` (``nightly_days`` names them). It fits
 - the churn classifier with a time-based split (fit on d0 -> d1, measured on d1 -> d2, the
   returned model refitted on d1 -> d2; :mod:`.churn`);
 - BG/NBD and gamma-gamma, measured on a holdout (fitted on the snapshot a CLV horizon
-  before d2 when the sample has it, else d1, and compared with what happened up to d2), then
-  refitted on d2 (:mod:`.lifetime`).
+  before d2 when the sample has enough buyers then, else d1, and compared with what
+  happened up to d2), then refitted on d2 (:mod:`.lifetime`).
 
 A model that cannot be fitted for lack of data (a young shop: no repeat buyers, no churn
 window yet) is left out; its columns stay empty and the reason is in ``report.skipped``.
@@ -30,6 +30,7 @@ from . import schema
 from .churn import train_churn
 from .exceptions import InsufficientDataError
 from .lifecycle import assign_stages, fit_thresholds
+from .lifetime import MIN_BUYERS as MIN_CLV_BUYERS
 from .lifetime import LifetimeModel, holdout_error
 from .rfm import fit_rfm, score_rfm
 from .segmentation import fit_micro_segments
@@ -153,8 +154,14 @@ def fit_nightly(
     else:
         report.skipped["churn"] = f"needs the snapshots of {d0} and {d1}"
 
-    start = as_of - dt.timedelta(days=clv_horizon_days)
-    calibration = days.get(start, days.get(d1))
+    # The CLV holdout starts one CLV horizon back when the sample has buyers then (an older
+    # shop), else one churn horizon back.
+    starts = [day for day in (as_of - dt.timedelta(days=clv_horizon_days), d1) if day in days]
+    calibration = next(
+        (days[day] for day in starts if (days[day]["frequency"] > 0).sum() >= MIN_CLV_BUYERS), None
+    )
+    if calibration is None and starts:
+        calibration = days[starts[-1]]
     if calibration is not None:
         held = attempt(
             "clv_holdout",
