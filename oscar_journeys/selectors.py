@@ -18,6 +18,7 @@ from django.db.models.functions import Cast, Extract
 
 from .ml import schema
 from .models import Event, Snapshot
+from .models.snapshots import STORED_AS
 
 # --- customer-id ranges -------------------------------------------------------------------
 
@@ -261,7 +262,7 @@ def snapshots_frame(*, as_of, customer_ids=None, scores=False):
         snapshots = snapshots.filter(as_of=as_of)
     if customer_ids is not None:
         snapshots = snapshots.filter(customer_id__gte=customer_ids[0], customer_id__lt=customer_ids[1])
-    stored_scores = [name if name != "next_order_days" else "next_order_date" for name in schema.SCORE_NAMES]
+    stored_scores = [STORED_AS.get(name, name) for name in schema.SCORE_NAMES]
     columns = [*schema.SNAPSHOT_COLUMNS, *(stored_scores if scores else ())]
     rows = snapshots.values_list("customer_id", "as_of", *columns[2:])
     frame = pd.DataFrame.from_records(list(rows), columns=columns)

@@ -13,6 +13,9 @@ from django.utils.translation import gettext_lazy as _
 from .segments import RFM_SEGMENT_CHOICES, STAGE_CHOICES
 from .timeline import Customer
 
+# ``schema.SCORES`` name -> the Snapshot field that stores it, where the two differ.
+STORED_AS = {"next_order_days": "next_order_date"}
+
 
 class Snapshot(models.Model):
     id = models.BigAutoField(primary_key=True)

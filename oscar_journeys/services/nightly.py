@@ -72,13 +72,13 @@ def training_frames(*, as_of, ranges, days):
     from .snapshots import shop_day_end
 
     cutoffs = {day: pd.Timestamp(shop_day_end(day)) for day in days}
+    if not ranges:  # no customer yet: empty frames
+        return dict(iter_snapshots(pd.DataFrame(columns=list(schema.EVENT_COLUMNS)), cutoffs))
     parts = {day: [] for day in days}
     for lo, hi in ranges:
         events = events_frame(until=shop_day_end(as_of), customer_ids=(lo, hi))
         for day, frame in iter_snapshots(events, cutoffs):
             parts[day].append(frame)
-    if not ranges:
-        return dict(iter_snapshots(pd.DataFrame(columns=list(schema.EVENT_COLUMNS)), cutoffs))
     return {day: pd.concat(frames, ignore_index=True) for day, frames in parts.items()}
 
 

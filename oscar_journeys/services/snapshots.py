@@ -3,9 +3,9 @@
 ``snapshot_build`` reads the events of a range of customers, computes their features as of
 the end of each requested day (``ml.features``), scores them with the latest nightly models
 when there are some (segments and predictions, ``services.nightly``) and replaces that
-range's rows for those days in one transaction, so running it twice leaves the same rows. Celery shards the work by
-customer-id range (``tasks.snapshot_build_all``); each shard is one call with
-``customer_range``.
+range's rows for those days in one transaction, so running it twice leaves the same rows.
+Celery shards the work by customer-id range (``tasks.snapshot_build_all``); each shard is
+one call with ``customer_range``.
 """
 
 import datetime as dt
@@ -23,6 +23,7 @@ from .. import app_settings
 from ..ml import schema
 from ..ml.features import iter_snapshots
 from ..models import Snapshot
+from ..models.snapshots import STORED_AS
 from ..selectors import customer_id_ranges, events_frame
 from .timeline import timeline_repair
 
@@ -103,7 +104,7 @@ class SnapshotProgress:
     rows_per_day: dict  # {as_of: rows written}
 
 
-LATEST = object()  # snapshot_build(models=...): the latest successful training run's
+LATEST = object()  # snapshot_build(models=LATEST): the models of the latest successful training run
 
 
 def snapshot_build(*, as_of, customer_range=None, backfill_days=0, now=None, progress=None, models=LATEST):
@@ -224,7 +225,7 @@ def snapshot_replace(frame, *, days, customer_range, now, training_run=None):
 
 
 # The score columns as stored: next_order_days becomes the date next_order_date.
-STORED_SCORES = tuple("next_order_date" if name == "next_order_days" else name for name in schema.SCORE_NAMES)
+STORED_SCORES = tuple(STORED_AS.get(name, name) for name in schema.SCORE_NAMES)
 TEXT_COLUMNS = ("favourite_category", *(name for name, (kind, _) in schema.SCORES.items() if kind == "str"))
 
 

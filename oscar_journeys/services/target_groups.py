@@ -28,6 +28,7 @@ from django.utils import timezone
 from ..events import event_types
 from ..ml import audience
 from ..models import Customer, Event, Snapshot, TargetGroup
+from ..models.snapshots import STORED_AS
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,7 @@ CHUNK_CUSTOMERS = 50_000  # customers whose rows are read and judged at once
 SNAPSHOT_LOOKBACK_DAYS = 7  # how old a customer's latest snapshot may be, before the latest day
 PREVIEW_ROWS = 20
 
-# The stored column of each snapshot field, where it differs (``next_order_days`` is stored
-# as the date ``next_order_date``).
-_STORED = {"next_order_days": "next_order_date"}
+_STORED = STORED_AS  # ``next_order_days`` is stored as the date ``next_order_date``
 
 
 def target_fields(rules):
