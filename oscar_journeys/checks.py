@@ -49,6 +49,7 @@ def check_settings(app_configs, **kwargs):
                     id="oscar_journeys.E003",
                 )
             )
+    messages += _segment_settings_errors(app_settings)
     if "django.contrib.sessions" not in settings.INSTALLED_APPS:
         messages.append(
             Warning(
@@ -58,6 +59,38 @@ def check_settings(app_configs, **kwargs):
             )
         )
     return messages
+
+
+def _segment_settings_errors(app_settings):
+    """The nightly chain's settings (docs/segments.md), checked before a night fails on them."""
+    from .ml.lifecycle import check_overrides
+
+    errors = []
+    thresholds = app_settings.LIFECYCLE_THRESHOLDS
+    try:
+        if not isinstance(thresholds, dict):
+            raise ValueError(f"it must be a dict, not {type(thresholds).__name__}")
+        check_overrides(thresholds)
+    except ValueError as exc:
+        errors.append(Error(f"OSCAR_JOURNEYS_LIFECYCLE_THRESHOLDS: {exc}.", id="oscar_journeys.E006"))
+    numbers = {
+        name: getattr(app_settings, name)
+        for name in ("CHURN_HORIZON_DAYS", "CLV_HORIZON_DAYS", "TRAINING_SAMPLE_SIZE", "MICRO_SEGMENTS_MIN",
+                     "MICRO_SEGMENTS_MAX")
+    }
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(
+                Error(f"OSCAR_JOURNEYS_{name} must be a whole number of 1 or more, not {value!r}.",
+                      id="oscar_journeys.E007")
+            )
+    low, high = numbers["MICRO_SEGMENTS_MIN"], numbers["MICRO_SEGMENTS_MAX"]
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) and not 2 <= low <= high:
+        errors.append(
+            Error(f"OSCAR_JOURNEYS_MICRO_SEGMENTS_MIN ({low}) and _MAX ({high}) must satisfy 2 <= MIN <= MAX.",
+                  id="oscar_journeys.E007")
+        )
+    return errors
 
 
 @register()

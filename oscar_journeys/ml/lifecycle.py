@@ -79,7 +79,10 @@ class Thresholds:
         return out
 
 
-def _check_overrides(overrides):
+def check_overrides(overrides):
+    """The overrides as floats by key (None values left out); ``ValueError`` naming the key
+    for an unknown key or a bad value, and for ``at_risk_days >= churned_days`` when both
+    are given."""
     clean = {}
     for key, value in (overrides or {}).items():
         if key not in OVERRIDABLE:
@@ -95,6 +98,11 @@ def _check_overrides(overrides):
         elif not (math.isfinite(value) and value > 0):
             raise ValueError(f"lifecycle threshold {key!r} must be a positive number of days, got {value!r}")
         clean[key] = value
+    if "at_risk_days" in clean and "churned_days" in clean and clean["at_risk_days"] >= clean["churned_days"]:
+        raise ValueError(
+            f"lifecycle threshold 'at_risk_days': at_risk_days ({clean['at_risk_days']:g}) must be below "
+            f"churned_days ({clean['churned_days']:g})"
+        )
     return clean
 
 
@@ -111,7 +119,7 @@ def fit_thresholds(snapshots, overrides=None):
 
     Never raises for lack of data (it falls back to the defaults); raises ``ValueError``
     naming the key for a bad override."""
-    chosen = _check_overrides(overrides)
+    chosen = check_overrides(overrides)
     cycle = _cycle_days(snapshots)
     days = {
         "new_days": chosen.get("new_days", NEW_CYCLES * cycle),

@@ -39,3 +39,35 @@ def test_unconfigured_celery_app_is_reported():
         app.main = None
         app.conf.task_always_eager = False
         assert "oscar_journeys.W002" in {m.id for m in check_celery_and_app_order(None)}
+
+
+@pytest.mark.parametrize(
+    "thresholds, named",
+    [
+        ({"churn_days": 30}, "'churn_days'"),
+        ({"at_risk_days": -5}, "'at_risk_days'"),
+        ({"high_value_quantile": 1.5}, "'high_value_quantile'"),
+        ({"at_risk_days": 90, "churned_days": 60}, "at_risk_days (90) must be below churned_days (60)"),
+        ([("at_risk_days", 60)], "must be a dict"),
+    ],
+)
+def test_bad_lifecycle_thresholds_are_reported_by_name(thresholds, named):
+    with override_settings(OSCAR_JOURNEYS_LIFECYCLE_THRESHOLDS=thresholds):
+        errors = [m for m in run_checks() if m.id == "oscar_journeys.E006"]
+    assert len(errors) == 1 and named in errors[0].msg
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [("CHURN_HORIZON_DAYS", 0), ("CLV_HORIZON_DAYS", "365"), ("TRAINING_SAMPLE_SIZE", 1.5), ("MICRO_SEGMENTS_MIN", 1),
+     ("MICRO_SEGMENTS_MAX", 3)],
+)
+def test_bad_nightly_numbers_are_reported(setting, value):
+    with override_settings(**{f"OSCAR_JOURNEYS_{setting}": value}):
+        errors = [m for m in run_checks() if m.id == "oscar_journeys.E007"]
+    assert errors and any(setting.split("_")[0] in m.msg for m in errors)
+
+
+def test_good_lifecycle_thresholds_pass():
+    with override_settings(OSCAR_JOURNEYS_LIFECYCLE_THRESHOLDS={"at_risk_days": 60, "churned_days": 180}):
+        assert not {m.id for m in run_checks()} & {"oscar_journeys.E006", "oscar_journeys.E007"}
