@@ -186,6 +186,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oscar_journeys.tasks.nightly_run",
         "schedule": crontab(hour=2, minute=15),
     },
+    # The self-optimizing policy learns from the decisions closed since its last version.
+    "journeys-policy-learn": {
+        "task": "oscar_journeys.tasks.policy_learn",
+        "schedule": crontab(hour=3, minute=30),
+    },
     # One round of the campaign loop: triggers, decisions, delivery, attribution.
     "journeys-tick": {
         "task": "oscar_journeys.tasks.journeys_tick",

@@ -1,6 +1,6 @@
 """The starter set: an email channel on the shop's own email settings, frequency caps, an
-exclusion rule and four campaigns (cart abandonment, after a purchase, birthday, win-back)
-with their email templates, ready to edit in the admin. ``manage.py journeys_setup_defaults``
+exclusion rule, four campaigns (cart abandonment, after a purchase, birthday, win-back)
+with their email templates, and a sample self-optimizing journey, ready to edit in the admin. ``manage.py journeys_setup_defaults``
 calls ``setup_defaults``; docs/admin.md describes the set.
 
 Idempotent: it fills gaps and never changes what exists.
@@ -8,7 +8,9 @@ Idempotent: it fills gaps and never changes what exists.
 - the frequency caps: skipped when any email (or all-channel) cap exists;
 - the exclusion rule: skipped when a rule on ``order_line_returned`` exists;
 - a campaign: skipped when a campaign with the same trigger exists (in any language), or
-  with the same name.
+  with the same name;
+- the sample journey (self-optimizing, with its three campaigns): skipped when the shop has
+  a journey.
 
 Every text is translated in the active language (the command activates the shop's
 LANGUAGE_CODE or ``--language``) when the set is created, and written into the records:
@@ -27,7 +29,17 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .ml import schema
-from .models import Campaign, CampaignChannel, CampaignStep, Channel, ExclusionRule, FrequencyCap, MessageTemplate
+from .models import (
+    Campaign,
+    CampaignChannel,
+    CampaignStep,
+    Channel,
+    ExclusionRule,
+    FollowUp,
+    FrequencyCap,
+    Journey,
+    MessageTemplate,
+)
 from .models import campaigns as c
 from .models.channels import EMAIL
 
@@ -191,6 +203,35 @@ def win_back():
     }
 
 
+def cross_sell():
+    intro = _("Thank you for shopping at %(shop)s. Customers who bought what you chose also liked these:") % {
+        "shop": SHOP
+    }
+    return {
+        "subject": _("Something new to go with your order"),
+        "body_text": _text(intro, _recommendations_text(), _("Visit the shop: %(url)s") % {"url": "{{ shop.url }}"}),
+        "body_html": _html(_p(intro), _recommendations_html(), _button("{{ shop.url }}", _("Visit the shop"))),
+    }
+
+
+def collection_coming():
+    intro = _("The next collection of what you bought is coming soon. Here is a first look:")
+    return {
+        "subject": _("A first look at the next collection"),
+        "body_text": _text(intro, _recommendations_text()),
+        "body_html": _html(_p(intro), _recommendations_html()),
+    }
+
+
+def collection_out():
+    intro = _("The new collection is out, and you are among the first to know:")
+    return {
+        "subject": _("The new collection is out"),
+        "body_text": _text(intro, _recommendations_text(), _("Visit the shop: %(url)s") % {"url": "{{ shop.url }}"}),
+        "body_html": _html(_p(intro), _recommendations_html(), _button("{{ shop.url }}", _("See the collection"))),
+    }
+
+
 NINE, EIGHT_PM = dt.time(9), dt.time(20)  # the customer's local time
 
 # --- the campaigns, as data ----------------------------------------------------------------
@@ -231,6 +272,43 @@ CAMPAIGNS = (
 )
 
 
+# The sample journey (docs/journeys.md): after a purchase, a cross-sell to a new category, a
+# series leading to the next collection of the category just bought, the birthday offer, or
+# nothing; self-optimizing, so each customer gets the option worth most to them.
+JOURNEY = {
+    "name": gettext_lazy("After a purchase: what next?"),
+    "description": gettext_lazy(
+        "A cross-sell to a new category, a series leading to the next collection, the birthday wishes, "
+        "or nothing: the policy learns which is worth most to each customer."
+    ),
+    "campaigns": (
+        {
+            "trigger": c.POST_PURCHASE,
+            "name": gettext_lazy("Cross-sell: a new category"),
+            "description": gettext_lazy("A week after an order, products of categories the customer has not bought."),
+            "fields": {"priority": 30, "reentry_days": 7, "send_window_start": NINE, "send_window_end": EIGHT_PM},
+            "steps": ((7, c.DAYS, cross_sell),),
+        },
+        {
+            "trigger": c.POST_PURCHASE,
+            "name": gettext_lazy("Next collection: a first look"),
+            "description": gettext_lazy("Ten days after an order, a first look at the next collection of its category."),
+            "fields": {"priority": 40, "reentry_days": 7, "send_window_start": NINE, "send_window_end": EIGHT_PM},
+            "steps": ((10, c.DAYS, collection_coming),),
+        },
+        {
+            "trigger": c.FOLLOW_UP,
+            "name": gettext_lazy("Next collection: it is out"),
+            "description": gettext_lazy("Fourteen days after the first look, the collection is out."),
+            "fields": {"priority": 20, "reentry_days": 7, "send_window_start": NINE, "send_window_end": EIGHT_PM},
+            "steps": ((0, c.HOURS, collection_out),),
+        },
+    ),
+    # (from, to, days): by index in "campaigns"
+    "follow_ups": ((1, 2, 14),),
+}
+
+
 def email_channel(*, now):
     """(channel, created): a channel on the email backend, "Email" created when none exists."""
     channel = Channel.objects.filter(backend=EMAIL_BACKEND).order_by("pk").first()
@@ -268,7 +346,8 @@ def _campaign(spec, channel, *, active, now):
 def setup_defaults(*, now=None, active=True):
     """Create what is missing of the starter set; return what was created:
     {"channels": [names], "frequency_caps": [descriptions], "exclusion_rules": [names],
-    "campaigns": [names], "skipped_campaigns": [names of those that exist already]}.
+    "campaigns": [names], "skipped_campaigns": [names of those that exist already],
+    "journeys": [the sample journey's name, when created]}.
     ``active=False`` creates the campaigns inactive."""
     now = now or timezone.now()
     created = {"channels": [], "frequency_caps": [], "exclusion_rules": [], "campaigns": [], "skipped_campaigns": []}
@@ -290,5 +369,31 @@ def setup_defaults(*, now=None, active=True):
             created["skipped_campaigns"].append(name)
             continue
         created["campaigns"].append(_campaign(spec, channel, active=active, now=now).name)
+    journey = _journey(channel, active=active, now=now, created=created)
+    created["journeys"] = [journey.name] if journey else []
     logger.info("journeys starter set: %s", {key: len(value) for key, value in created.items()})
     return created
+
+
+def _journey(channel, *, active, now, created):
+    """The sample journey, with its campaigns (their names added to ``created``), unless the
+    shop has a journey already (its name depends on the language it was created in)."""
+    name = str(JOURNEY["name"])
+    if Journey.objects.exists():
+        return None
+    campaigns = []
+    for spec in JOURNEY["campaigns"]:
+        campaign = Campaign.objects.filter(name=str(spec["name"])).first()
+        if campaign is None:
+            campaign = _campaign(spec, channel, active=active, now=now)
+            created["campaigns"].append(campaign.name)
+        campaigns.append(campaign)
+    journey = Journey.objects.create(
+        name=name, description=str(JOURNEY["description"]), mode=Journey.OPTIMIZED, active=active, created_at=now
+    )
+    birthday = Campaign.objects.filter(trigger=c.BIRTHDAY).order_by("pk").first()
+    entries = [campaign for campaign in campaigns if campaign.trigger != c.FOLLOW_UP]
+    journey.campaigns.set(entries + ([birthday] if birthday else []))
+    for first, then, days in JOURNEY["follow_ups"]:
+        FollowUp.objects.create(journey=journey, campaign=campaigns[first], follow_up=campaigns[then], delay_days=days)
+    return journey

@@ -182,3 +182,16 @@ def outcomes_attribute(now_iso=None):
     from .services.attribution import outcomes_attribute as attribute
 
     attribute(now=_now(now_iso))
+
+
+# --- the self-optimizing policy ---------------------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def policy_learn(now_iso=None):
+    """A new version of the self-optimizing policy from the decisions whose attribution
+    window closed since the last one (docs/journeys.md). Beat runs it daily."""
+    from .services.optimizing import policy_learn as learn
+
+    run = learn(now=_now(now_iso))
+    logger.info("policy version %s: %s, %d decisions", run.version, run.status, run.outcomes)

@@ -2,6 +2,7 @@ from .campaigns import Campaign, CampaignChannel, CampaignStep, ExclusionRule, F
 from .channels import Channel
 from .consent import Consent, Suppression
 from .delivery import Decision, Enrollment, Message
+from .journeys import FollowUp, Journey, PolicyVersion
 from .segments import MicroSegment, TargetGroup, TrainingRun
 from .snapshots import Snapshot
 from .sources import EventSource
@@ -21,10 +22,13 @@ __all__ = [
     "Event",
     "EventSource",
     "ExclusionRule",
+    "FollowUp",
     "FrequencyCap",
+    "Journey",
     "Message",
     "MicroSegment",
     "MessageTemplate",
+    "PolicyVersion",
     "Snapshot",
     "Suppression",
     "TargetGroup",

@@ -21,6 +21,7 @@ WIN_BACK = "win_back"
 BROWSE_ABANDONED = "browse_abandoned"
 SCHEDULED = "scheduled"
 STAGE_CHANGED = "stage_changed"
+FOLLOW_UP = "follow_up"
 TRIGGER_CHOICES = [
     (CART_ABANDONED, _("Cart abandoned")),
     (POST_PURCHASE, _("After a purchase")),
@@ -29,6 +30,7 @@ TRIGGER_CHOICES = [
     (BROWSE_ABANDONED, _("Browse abandoned (viewed without buying)")),
     (SCHEDULED, _("Scheduled send to an audience")),
     (STAGE_CHANGED, _("Lifecycle stage changed (e.g. became at risk)")),
+    (FOLLOW_UP, _("Follow-up in a journey (after another campaign)")),
 ]
 
 RECUR_NONE, RECUR_DAILY, RECUR_WEEKLY, RECUR_MONTHLY = "", "daily", "weekly", "monthly"

@@ -32,7 +32,7 @@ from ..selectors import chunks
 
 logger = logging.getLogger(__name__)
 
-ATTRIBUTED_OUTCOMES = (Decision.SEND, Decision.HOLDOUT, Decision.CONTROL)
+ATTRIBUTED_OUTCOMES = (Decision.SEND, Decision.HOLDOUT, Decision.CONTROL, Decision.NOTHING)
 CHUNK = 20_000
 COLUMNS = ["decision_id", "customer_id", "campaign_id", "decided_at", "orders", "value", "converted_at"]
 

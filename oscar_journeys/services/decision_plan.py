@@ -45,8 +45,11 @@ def build_plan(due, config, *, now, policy, clock=None):
     plan["channel_kind"] = None
     plan["defer_to"] = pd.Series(pd.NaT, index=plan.index, dtype="datetime64[ns, UTC]")
     plan["propensity"] = 1.0
+    plan["nothing_propensity"] = 0.0
     plan["expected_value"] = np.nan
     plan["policy_control"] = False
+    plan["policy"] = ManualPriorityPolicy.name
+    plan["model_version"] = ""
     # A step the campaign no longer has (deleted while the enrollment waited) ends it.
     plan["open"] = plan["delay"].notna().to_numpy()
     plan["action"] = np.where(plan["open"], "advance", "complete")
@@ -64,7 +67,7 @@ def build_plan(due, config, *, now, policy, clock=None):
         _choose_channels(plan, config)
     _defer(plan, config, now=now)
     _apply_caps(plan, config, now=now)
-    plan["policy"] = _prioritise(plan, config, now=now, policy=policy)
+    _prioritise(plan, config, now=now, policy=policy)
 
     draw = np.zeros(len(plan), dtype=bool)
     for campaign_id, rows in plan.groupby("campaign_id").indices.items():  # one draw per campaign
@@ -82,12 +85,33 @@ def build_plan(due, config, *, now, policy, clock=None):
         salt=rules.CONTROL_SALT,
         percent=float(app_settings.GLOBAL_CONTROL_PERCENT or 0),
     )
-    held = plan["held_out"].astype(bool).to_numpy() | plan["policy_control"].to_numpy(dtype=bool)
+    learned = (plan["policy"] != ManualPriorityPolicy.name).to_numpy()
+    # The policy's customers are held out by its own random draw, instead of the campaign's.
+    held = np.where(learned, plan["policy_control"].to_numpy(dtype=bool), plan["held_out"].astype(bool).to_numpy())
     holdout = chosen & ~control & held
     plan.loc[chosen, "outcome"] = SEND
     plan.loc[control, "outcome"] = CONTROL
     plan.loc[holdout, "outcome"] = HOLDOUT
+    plan["propensity"] = _received_propensity(plan, learned)
     return plan
+
+
+def _received_propensity(plan, learned):
+    """The probability, at the decision, that the customer receives what each row's
+    decision records (the campaign for a send; nothing otherwise), counting every random
+    draw on the way: the global control group (share g), then the campaign holdout (share
+    h; manual priority) or the policy's own choice and hold-out (``propensity`` of a send,
+    ``nothing_propensity``). Rows with no decision keep 1.0."""
+    g = float(app_settings.GLOBAL_CONTROL_PERCENT or 0) / 100.0
+    h = plan["holdout_percent"].fillna(0).to_numpy(dtype="float64") / 100.0
+    outcome = plan["outcome"].to_numpy(dtype=object)
+    sent = outcome == SEND
+    nothing = np.isin(outcome, [HOLDOUT, CONTROL, Decision.NOTHING])
+    policy_send = plan["propensity"].to_numpy(dtype="float64")
+    policy_nothing = plan["nothing_propensity"].to_numpy(dtype="float64")
+    send_p = np.where(learned, (1 - g) * policy_send, (1 - g) * (1 - h))
+    nothing_p = np.where(learned, g + (1 - g) * policy_nothing, g + (1 - g) * h)
+    return np.where(sent, send_p, np.where(nothing, nothing_p, 1.0))
 
 
 def _choose_channels(plan, config):
@@ -168,16 +192,32 @@ def _prioritise(plan, config, *, now, policy):
     """One campaign per customer, chosen by the policy (default manual priority); the
     customer's other due steps are outranked. The winners carry the policy's propensity,
     expected value and its own random hold-out (``control``); a customer for whom the
-    policy chose nothing gets ``nothing`` decisions. Returns the policy's name."""
-    policy = policy or ManualPriorityPolicy(config.campaigns[["campaign_id", "priority"]])
+    policy chose nothing gets ``nothing`` decisions. Each row gets the policy's name and
+    model version (``optimizing.RoundPolicy`` mixes manual and learned customers)."""
+    from .optimizing import round_policy
+
+    policy = policy or round_policy(config, now=now)
     name = getattr(policy, "name", type(policy).__name__)
     open_rows = plan.index[plan["open"]]
     if not len(open_rows):
-        return name
+        return
     rows = plan.loc[open_rows, ["customer_id", "campaign_id", "enrollment_id"]]
-    # Features are not read for manual priority; a learning policy (issue 5) gets its own.
+    # The round's policy reads its own features (``optimizing.RoundPolicy``); a policy given
+    # by the caller gets an empty frame indexed by the customers.
     features = pd.DataFrame(index=pd.Index(rows["customer_id"].unique(), name="customer_id"))
     chosen = policy.decide(features, rows[["customer_id", "campaign_id"]].drop_duplicates(), now)
+    chosen = chosen.assign(**{
+        column: chosen[column] if column in chosen else default
+        for column, default in (("policy", name), ("model_version", ""), ("nothing_propensity", np.nan))
+    })
+    # What the policy logs for a customer it gave nothing: the probability of that.
+    chosen["nothing_propensity"] = chosen["nothing_propensity"].where(
+        chosen["nothing_propensity"].notna() | chosen["campaign_id"].notna(), chosen["propensity"]
+    ).fillna(0.0)
+    by_customer = chosen.set_index("customer_id")
+    open_customers = rows["customer_id"].to_numpy()
+    for column in ("policy", "model_version", "nothing_propensity"):
+        plan.loc[open_rows, column] = by_customer[column].reindex(open_customers).to_numpy()
     nothing = plan.index.isin(open_rows) & plan["customer_id"].isin(
         chosen.loc[chosen["campaign_id"].isna(), "customer_id"]
     ).to_numpy()
@@ -198,4 +238,3 @@ def _prioritise(plan, config, *, now, policy):
     mask[plan.index.get_indexer(open_rows)] = True
     mask[plan.index.get_indexer(rows_won)] = False
     _skip(plan, mask, Decision.OUTRANKED)
-    return name

@@ -44,10 +44,10 @@ def test_creates_the_starter_set_once():
         "Channel": 1,
         "FrequencyCap": 2,
         "ExclusionRule": 1,
-        "Campaign": 4,
-        "CampaignChannel": 4,
-        "CampaignStep": 6,
-        "MessageTemplate": 6,
+        "Campaign": 7,  # the four starter campaigns and the sample journey's three
+        "CampaignChannel": 7,
+        "CampaignStep": 9,
+        "MessageTemplate": 9,
     }
     channel = Channel.objects.get()
     assert (channel.name, channel.kind, channel.backend) == ("Email", "email", defaults.EMAIL_BACKEND)
@@ -55,13 +55,14 @@ def test_creates_the_starter_set_once():
     assert "Created the channel “Email”." in out and "Created the campaign “Cart abandonment”." in out
 
     again = run()
-    assert counts()["Campaign"] == 4 and counts() == counts()
+    assert counts()["Campaign"] == 7 and counts() == counts()
     assert "Nothing to create" in again and "Left the campaign “Birthday” alone" in again
 
 
 def test_campaigns_follow_the_issue():
     defaults.setup_defaults(now=dt.datetime(2025, 5, 1, tzinfo=dt.timezone.utc))
-    by_trigger = {campaign.trigger: campaign for campaign in Campaign.objects.all()}
+    journey_names = [str(spec["name"]) for spec in defaults.JOURNEY["campaigns"]]
+    by_trigger = {campaign.trigger: campaign for campaign in Campaign.objects.exclude(name__in=journey_names)}
     assert set(by_trigger) == {c.CART_ABANDONED, c.POST_PURCHASE, c.BIRTHDAY, c.WIN_BACK}
     delays = {
         trigger: [step.delay for step in campaign.steps.order_by("position")] for trigger, campaign in by_trigger.items()
@@ -116,7 +117,7 @@ def test_inactive_and_language_options():
     assert "(inactive)" in out or "(inactiva)" in out
     # Whatever the catalogue holds, the second run finds the campaigns by trigger.
     run("--language", "pt-br")
-    assert Campaign.objects.count() == 4 and Channel.objects.count() == 1
+    assert Campaign.objects.count() == 7 and Channel.objects.count() == 1
 
 
 def test_existing_pieces_are_left_alone():
@@ -127,7 +128,7 @@ def test_existing_pieces_are_left_alone():
     FrequencyCap.objects.create(channel_kind="", max_messages=2, period_days=1)
     created = defaults.setup_defaults(active=False)
     assert created["channels"] == [] and created["frequency_caps"] == []
-    assert created["skipped_campaigns"] == ["Cart abandonment"] and len(created["campaigns"]) == 3
+    assert created["skipped_campaigns"] == ["Cart abandonment"] and len(created["campaigns"]) == 3 + 3
     assert set(CampaignChannel.objects.values_list("channel_id", flat=True)) == {channel.pk}
     assert Campaign.objects.filter(trigger=c.CART_ABANDONED).count() == 1
 

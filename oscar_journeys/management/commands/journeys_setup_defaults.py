@@ -48,11 +48,12 @@ class Command(JourneysCommand):
                     created["campaigns"],
                 ),
                 (_("Left the campaign %(name)s alone: one with its trigger or name exists."), created["skipped_campaigns"]),
+                (_("Created the self-optimizing journey %(name)s."), created["journeys"]),
             ]
             for message, names in lines:
                 for name in names:
                     self.stdout.write(message % {"name": f"“{name}”"})
-            total = sum(len(created[key]) for key in ("channels", "frequency_caps", "exclusion_rules", "campaigns"))
+            total = sum(len(created[key]) for key in ("channels", "frequency_caps", "exclusion_rules", "campaigns", "journeys"))
             if total:
                 self.stdout.write(self.style.SUCCESS(_("Done: edit them in the admin, under Campaigns and Channels.")))
             else:

@@ -13,6 +13,7 @@ One module per trigger family; each documents its options, key, context and wind
 - ``calendar``: birthday, scheduled sends;
 - ``browse``: browse abandoned;
 - ``stages``: lifecycle stage changed (recorded by the nightly chain);
+- ``followups``: follow-ups in a journey, after a campaign was received;
 - ``exits``: the exit conditions;
 - ``base``: the occurrence frame, re-entry and the bulk insert.
 
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from ...models import Campaign, CampaignStep
 from ...models import campaigns as c
-from . import browse, calendar, cart, orders, stages
+from . import browse, calendar, cart, followups, orders, stages
 from .base import enroll
 from .exits import enrollments_exit_due
 
@@ -45,6 +46,7 @@ FINDERS = {
     c.BROWSE_ABANDONED: browse.find,
     c.SCHEDULED: calendar.find_scheduled,
     c.STAGE_CHANGED: stages.find,
+    c.FOLLOW_UP: followups.find,
 }
 
 
