@@ -17,7 +17,6 @@ That is what learning and the off-policy reports weigh by.
 """
 
 import copy
-import datetime as dt
 import functools
 import logging
 import pickle
@@ -28,8 +27,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from .. import app_settings
-from ..ml import audience, schema
+from ..ml import audience
 from ..models import Decision, FollowUp, Journey, PolicyVersion
 from ..optimizer import JourneyPolicy, ManualPriorityPolicy
 from . import target_groups
@@ -231,10 +229,6 @@ def policy_learn(*, now=None):
     run.finished_at = timezone.now()
     run.save()
     return run
-
-
-def global_control_share():
-    return float(app_settings.GLOBAL_CONTROL_PERCENT or 0) / 100.0
 
 
 __all__ = ["POLICY_FEATURES", "RoundPolicy", "policy_features", "policy_learn", "round_policy"]
