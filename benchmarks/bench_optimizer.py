@@ -13,7 +13,7 @@ manual priority and the oracle; and how fast it decides.
    campaigns each (synthetic features), after a ``learn`` on 200,000 logged decisions;
    the median of 3 runs, and ``learn`` itself.
 
-    python benchmarks/bench_optimizer.py [--customers 20000] [--days 112] [--from-day 56]
+    python benchmarks/bench_optimizer.py [--customers 20000] [--world-seed 1] [--days 112] [--from-day 56]
         [--speed-customers 500000] [--skip-simulation] [--skip-speed]
 """
 
@@ -32,16 +32,19 @@ from oscar_journeys.simulation import OraclePolicy, RandomPolicy, World, run, sy
 START = dt.date(2025, 1, 6)
 
 
-def simulation(customers, days, from_day):
-    world = World(n_customers=customers, seed=1)
+def simulation(customers, days, from_day, world_seed):
+    world = World(n_customers=customers, seed=world_seed)
     policies = {
         "random": RandomPolicy(),
         "manual priority": ManualPriorityPolicy(world.campaigns),
         "self-optimizing (mixture)": JourneyPolicy(world.campaigns, world.follow_ups),
+        "self-optimizing (mixture, 2%/2%)": JourneyPolicy(
+            world.campaigns, world.follow_ups, exploration=0.02, holdout=0.02
+        ),
         "self-optimizing (tree)": JourneyPolicy(world.campaigns, world.follow_ups, partition="tree"),
         "oracle": OraclePolicy(world),
     }
-    print(f"Simulated shop: {customers:,} customers, {days} daily rounds from {START}; "
+    print(f"Simulated shop: {customers:,} customers (world seed {world_seed}), {days} daily rounds from {START}; "
           f"incremental value (true, expected) of the whole run and from day {from_day} on")
     results = {}
     for name, policy in policies.items():
@@ -49,11 +52,11 @@ def simulation(customers, days, from_day):
         result = run(world, policy, start=START, days=days)
         whole, late = result.summary(0), result.summary(from_day)
         results[name] = late["incremental_value"]
-        print(f"  {name:<27} {whole['incremental_value']:>12,.0f} {late['incremental_value']:>12,.0f}"
+        print(f"  {name:<33} {whole['incremental_value']:>12,.0f} {late['incremental_value']:>12,.0f}"
               f"  ({late['per_decision']:.2f} per decision, {late['decisions']:,} decisions; "
               f"{time.perf_counter() - began:.1f} s)")
     manual, oracle = results["manual priority"], results["oracle"]
-    for name in ("self-optimizing (mixture)", "self-optimizing (tree)"):
+    for name in ("self-optimizing (mixture)", "self-optimizing (mixture, 2%/2%)", "self-optimizing (tree)"):
         print(f"  {name}: {results[name] / manual:.3f} x manual priority (target >= 1.46), "
               f"{results[name] / oracle:.1%} of the oracle (target >= 80%), from day {from_day}")
 
@@ -94,6 +97,7 @@ def speed(customers):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--world-seed", type=int, default=1)
     parser.add_argument("--days", type=int, default=112)
     parser.add_argument("--from-day", type=int, default=56)
     parser.add_argument("--speed-customers", type=int, default=500_000)
@@ -101,7 +105,7 @@ def main():
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     if not args.skip_simulation:
-        simulation(args.customers, args.days, args.from_day)
+        simulation(args.customers, args.days, args.from_day, args.world_seed)
     if not args.skip_speed:
         speed(args.speed_customers)
 
