@@ -404,9 +404,14 @@ class JourneyPolicy:
         self._models = models
 
     def _scores(self, X):
-        """Normal scores of the binned features (a rank transform): what the segments read."""
+        """Normal scores of the binned features (a rank transform): what the segments read.
+        Each row's rank is spread at random within its bin (a randomized probability
+        integral transform): a count such as orders or categories has few distinct values,
+        and without the spread the mixture spends its components on those ties. The draws
+        are seeded, so the same rows get the same scores."""
         width = np.array([len(edges) + 1 for edges in self.bin_edges], dtype="float32")
-        return ndtri((X + 0.5) / width).astype("float32")
+        spread = np.random.default_rng(self.random_state).random(X.shape, dtype=np.float32)
+        return ndtri((X + 0.01 + 0.98 * spread) / width).astype("float32")
 
     def _fit_segments(self, X):
         """Segments of the customers shared by every campaign: a Gaussian mixture of
