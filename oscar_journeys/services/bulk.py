@@ -36,10 +36,8 @@ def _csv(columns):
     return buffer.getvalue()
 
 
-def _copy(cursor, table, model, columns):
-    """``COPY`` ``columns`` (names are field names or columns of ``model``) into ``table``."""
-    qn = connection.ops.quote_name
-    names = ", ".join(qn(model._meta.get_field(name).column) for name in columns)
+def _copy(cursor, table, names, columns):
+    """``COPY`` ``columns`` into ``table``'s columns ``names`` (quoted, comma-separated)."""
     with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
         copy.write(_csv(columns))
 
@@ -56,8 +54,34 @@ def copy_to_temp(cursor, model, columns):
         f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS SELECT {names} FROM {qn(model._meta.db_table)} "
         "WITH NO DATA"
     )
-    _copy(cursor, temp, model, columns)
+    _copy(cursor, temp, names, columns)
     return temp
+
+
+def _split(model, data):
+    """``data`` ({attname: a column, or one value for every row}) as (varying columns, {field:
+    database value} of the constants, every other field's default included)."""
+    varying = {name: list(value) for name, value in data.items() if _is_column(value)}
+    constants = {}
+    for f in model._meta.concrete_fields:
+        if f.primary_key or f.attname in varying:
+            continue
+        if f.attname in data:
+            constants[f] = data[f.attname]
+        elif isinstance(f, JSONField):
+            constants[f] = json.dumps(f.get_default())
+        else:
+            constants[f] = f.get_db_prep_save(f.get_default(), connection)
+    return varying, constants
+
+
+def _column(model, name):
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    return connection.ops.quote_name(field.column)
+
+
+def _cast(field):
+    return f"%s::{field.db_type(connection)}"
 
 
 def insert_rows(model, data, *, returning=()):
@@ -72,27 +96,17 @@ def insert_rows(model, data, *, returning=()):
     returned. (Measured: ``COPY`` straight into the table, with ids drawn from its
     sequence first, is slower.) On other databases (``executemany``) returns None: read
     them back."""
-    varying = {name: list(value) for name, value in data.items() if _is_column(value)}
+    varying, constants = _split(model, data)
     n = len(next(iter(varying.values()))) if varying else 0
     if not n:
         return [] if connection.vendor == "postgresql" else None
-    constants = {}
-    for f in model._meta.concrete_fields:
-        if f.primary_key or f.attname in varying:
-            continue
-        if f.attname in data:
-            constants[f] = data[f.attname]
-        elif isinstance(f, JSONField):
-            constants[f] = json.dumps(f.get_default())
-        else:
-            constants[f] = f.get_db_prep_save(f.get_default(), connection)
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
-    var_columns = [qn(model._meta.get_field(name).column) for name in varying]
+    var_columns = [_column(model, name) for name in varying]
     names = ", ".join(var_columns + [qn(f.column) for f in constants])
     if connection.vendor == "postgresql":
-        back = ", ".join(qn(model._meta.get_field(name).column) for name in returning)
-        casts = ", ".join(var_columns + [f"%s::{f.db_type(connection)}" for f in constants])
+        back = ", ".join(_column(model, name) for name in returning)
+        casts = ", ".join(var_columns + [_cast(f) for f in constants])
         with connection.cursor() as cursor:
             temp = copy_to_temp(cursor, model, varying)
             cursor.execute(
@@ -115,6 +129,75 @@ def insert_rows(model, data, *, returning=()):
             [row + fixed for row in zip(*varying.values())],
         )
     return None
+
+
+class Parent(str):
+    """In ``insert_rows_with_children``'s ``child_data``: the value of this attname of the
+    parent row (``Parent("pk")``: the parent's new id)."""
+
+
+def insert_rows_with_children(model, data, *, key, child, child_data, has_child, returning=("id",)):
+    """PostgreSQL: insert parent rows into ``model`` as ``insert_rows`` does (``ON CONFLICT
+    DO NOTHING``), and, in the same statement, one ``child`` row for each parent row inserted
+    here whose ``has_child`` (a list of booleans, one per row) is true; return the
+    ``returning`` columns of the children inserted. ``key``: the parent attnames that are
+    unique per row (the children find their parent row by them); ``child_data`` as
+    ``insert_rows``' ``data``, where a ``Parent(name)`` value stands for the parent row's
+    value (``Parent("pk")``: its new id). One ``COPY`` of both sets of columns into a
+    temporary table and one ``INSERT`` with a data-modifying ``WITH``: neither the parents'
+    ids nor the children's columns go through Python a second time."""
+    qn = connection.ops.quote_name
+    varying, constants = _split(model, data)
+    links = {name: value for name, value in child_data.items() if isinstance(value, Parent)}
+    child_varying, child_constants = _split(child, {k: v for k, v in child_data.items() if k not in links})
+    for name in links:
+        child_constants.pop(child._meta.get_field(name), None)
+    if not varying or not len(next(iter(varying.values()))):
+        return []
+    own = [_column(model, name) for name in varying]
+    temp = qn(f"tmp_{model._meta.db_table}_{child._meta.db_table}")
+    shapes = ", ".join(
+        [f"p.{column}" for column in own]
+        + [f"c.{_column(child, name)} AS {qn('c_' + name)}" for name in child_varying]
+        + ["true AS has_child"]
+    )
+    parent_names = ", ".join(own + [qn(f.column) for f in constants])
+    parent_values = ", ".join(own + [_cast(f) for f in constants])
+
+    def from_parent(name):
+        column = _column(model, name)
+        return f"d.{column}" if name == "pk" or name in key else f"t.{column}"
+
+    returned_keys = ", ".join(_column(model, name) for name in ["pk", *key])
+    child_columns = (
+        [_column(child, name) for name in links] + [_column(child, name) for name in child_varying]
+        + [qn(f.column) for f in child_constants]
+    )
+    child_values = (
+        [from_parent(str(value)) for value in links.values()] + [f"t.{qn('c_' + name)}" for name in child_varying]
+        + [_cast(f) for f in child_constants]
+    )
+    join = " AND ".join(f"t.{_column(model, name)} = d.{_column(model, name)}" for name in key)
+    back = ", ".join(_column(child, name) for name in returning)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS SELECT {shapes} "
+            f"FROM {qn(model._meta.db_table)} AS p, {qn(child._meta.db_table)} AS c WITH NO DATA"
+        )
+        columns = {**varying, **{f"c_{name}": values for name, values in child_varying.items()},
+                   "has_child": list(has_child)}
+        _copy(cursor, temp, ", ".join(own + [qn(name) for name in list(columns)[len(own):]]), columns)
+        cursor.execute(
+            f"WITH d AS (INSERT INTO {qn(model._meta.db_table)} ({parent_names}) SELECT {parent_values} FROM {temp} "
+            f"ON CONFLICT DO NOTHING RETURNING {returned_keys}) "
+            f"INSERT INTO {qn(child._meta.db_table)} ({', '.join(child_columns)}) "
+            f"SELECT {', '.join(child_values)} FROM d JOIN {temp} AS t ON {join} WHERE t.has_child "
+            f"ON CONFLICT DO NOTHING RETURNING {back}",
+            list(constants.values()) + list(child_constants.values()),
+        )
+        rows = cursor.fetchall()
+        cursor.execute(f"DROP TABLE {temp}")
+    return rows
 
 
 def db_timestamps(instants, vendor):

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .. import app_settings
@@ -114,8 +114,7 @@ def decision_round(*, now=None, customer_range=None, enqueue=True, policy=None):
             config = data.load_config()
             with clock("plan"):
                 plan = planning.build_plan(due, config, now=now, policy=policy, clock=clock)
-            with clock("write"):
-                _write(plan, config, now=now, result=result)
+            _write(plan, config, now=now, result=result, clock=clock)
             if enqueue and result.message_ids:
                 _enqueue(result.message_ids)
         committing = time.monotonic()
@@ -154,14 +153,14 @@ def _enqueue(message_ids):
 # --- writing ---------------------------------------------------------------------------------------
 
 
-def _write(plan, config, *, now, result):
+def _write(plan, config, *, now, result, clock):
     decided = plan[plan["outcome"].notna()]
-    ids = _write_decisions(decided, now=now)
-    sends = decided[decided["outcome"] == SEND]
-    result.message_ids = _write_messages(sends, ids, now=now)
+    with clock("write decisions and messages"):
+        result.message_ids = _write_outbox(decided, now=now)
     result.outcomes.update(decided["outcome"].tolist())
     result.reasons.update(decided.loc[decided["outcome"] == SKIPPED, "reason"].tolist())
-    result.deferred, result.completed = _advance(plan, config, now=now)
+    with clock("advance"):
+        result.deferred, result.completed = _advance(plan, config, now=now)
 
 
 def _ints(series):
@@ -169,57 +168,55 @@ def _ints(series):
     return [None if v != v else int(v) for v in series.to_numpy(dtype="float64")]
 
 
-def _write_decisions(decided, *, now):
-    """Insert the decisions (a step already decided is skipped: unique (enrollment, step));
-    return {(enrollment id, step): decision id} of those inserted here."""
+def _write_outbox(decided, *, now):
+    """Insert the decisions (a step already decided is skipped: unique (enrollment, step))
+    and a queued message for each send decision inserted here; return the messages' ids.
+    On PostgreSQL both go in one statement (``bulk.insert_rows_with_children``)."""
     if not len(decided):
-        return {}
-    enrollments, steps = decided["enrollment_id"].tolist(), decided["step"].tolist()
-    inserted = bulk.insert_rows(
-        Decision,
-        {
-            "customer_id": decided["customer_id"].tolist(), "campaign_id": decided["campaign_id"].tolist(),
-            "enrollment_id": enrollments, "step": steps, "decided_at": now, "outcome": decided["outcome"].tolist(),
-            "reason": decided["reason"].tolist(), "channel_id": _ints(decided["channel_id"]),
-            "policy": [str(v)[:32] for v in decided["policy"].tolist()],
-            "model_version": [str(v)[:64] for v in decided["model_version"].tolist()],
-            "propensity": decided["propensity"].tolist(),
-            "expected_value": [None if v != v else float(v) for v in decided["expected_value"].tolist()],
-        },
-        returning=("enrollment", "step", "id"),
-    )
-    if inserted is None:  # not PostgreSQL: read them back
-        return data.decision_ids(enrollments, steps, decided_at=now)
-    return {(enrollment, step): pk for enrollment, step, pk in inserted}
-
-
-def _write_messages(sends, decision_ids, *, now):
-    """Insert one queued message per send decision inserted by this round; return their ids."""
-    sends = sends[[(e, s) in decision_ids for e, s in zip(sends["enrollment_id"].tolist(), sends["step"].tolist())]]
-    if not len(sends):
         return []
+    enrollments, steps = decided["enrollment_id"].tolist(), decided["step"].tolist()
+    customers, campaigns = decided["customer_id"].tolist(), decided["campaign_id"].tolist()
+    decisions = {
+        "customer_id": customers, "campaign_id": campaigns, "enrollment_id": enrollments, "step": steps,
+        "decided_at": now, "outcome": decided["outcome"].tolist(), "reason": decided["reason"].tolist(),
+        "channel_id": _ints(decided["channel_id"]),
+        "policy": [str(v)[:32] for v in decided["policy"].tolist()],
+        "model_version": [str(v)[:64] for v in decided["model_version"].tolist()],
+        "propensity": decided["propensity"].tolist(),
+        "expected_value": [None if v != v else float(v) for v in decided["expected_value"].tolist()],
+    }
+    send = (decided["outcome"] == SEND).to_numpy()
     keys = [
-        message_idempotency_key(customer_id=c, campaign_id=k, step=s, trigger_key=t)
-        for c, k, s, t in zip(
-            sends["customer_id"].tolist(), sends["campaign_id"].tolist(), sends["step"].tolist(),
-            sends["trigger_key"].tolist(),
-        )
+        message_idempotency_key(customer_id=c, campaign_id=k, step=s, trigger_key=t) if sending else None
+        for c, k, s, t, sending in zip(customers, campaigns, steps, decided["trigger_key"].tolist(), send.tolist())
     ]
-    inserted = bulk.insert_rows(
-        Message,
-        {
-            "decision_id": [decision_ids[(e, s)] for e, s in zip(sends["enrollment_id"].tolist(), sends["step"].tolist())],
-            "customer_id": sends["customer_id"].tolist(), "campaign_id": sends["campaign_id"].tolist(),
-            "enrollment_id": sends["enrollment_id"].tolist(), "step": sends["step"].tolist(),
-            "channel_id": _ints(sends["channel_id"]), "template_id": _ints(sends["template_id"]),
-            "idempotency_key": keys, "recipient": sends["address"].tolist(), "status": Message.QUEUED,
-            "send_after": now, "created_at": now,
-        },
-        returning=("id",),
-    )
-    if inserted is None:
-        return data.queued_message_ids(keys, send_after=now)
-    return sorted(pk for (pk,) in inserted)
+    messages = {
+        "template_id": _ints(decided["template_id"]), "idempotency_key": keys,
+        "recipient": decided["address"].where(send, None).tolist(), "status": Message.QUEUED,
+        "send_after": now, "created_at": now,
+    }
+    if connection.vendor == "postgresql":
+        same = {name: bulk.Parent(name) for name in ("customer_id", "campaign_id", "enrollment_id", "step", "channel_id")}
+        inserted = bulk.insert_rows_with_children(
+            Decision, decisions, key=("enrollment_id", "step"), child=Message,
+            child_data={"decision_id": bulk.Parent("pk"), **same, **messages}, has_child=send.tolist(),
+        )
+        return sorted(pk for (pk,) in inserted)
+    bulk.insert_rows(Decision, decisions)
+    ids = data.decision_ids(enrollments, steps, decided_at=now)
+    rows = [i for i, (e, s) in enumerate(zip(enrollments, steps)) if send[i] and (e, s) in ids]
+    if not rows:
+        return []
+
+    def pick(values):
+        return [values[i] for i in rows]
+
+    bulk.insert_rows(Message, {
+        "decision_id": [ids[(enrollments[i], steps[i])] for i in rows],
+        **{name: pick(decisions[name]) for name in ("customer_id", "campaign_id", "enrollment_id", "step", "channel_id")},
+        **{name: pick(value) if isinstance(value, list) else value for name, value in messages.items()},
+    })
+    return data.queued_message_ids(pick(keys), send_after=now)
 
 
 def _advance(plan, config, *, now):

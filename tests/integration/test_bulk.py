@@ -59,3 +59,43 @@ def test_rows_are_inserted_with_defaults_and_conflicts_skipped(enrollments):
 def test_nothing_to_insert(db):
     empty = bulk.insert_rows(Decision, {"customer_id": [], "step": []})
     assert empty == ([] if connection.vendor == "postgresql" else None)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="one statement for both tables: PostgreSQL only")
+def test_parents_and_their_children_in_one_statement(enrollments):
+    from oscar_journeys.models import Message
+
+    def write(rows, steps, has_child):
+        return bulk.insert_rows_with_children(
+            Decision, decisions(rows, steps=steps), key=("enrollment_id", "step"), child=Message,
+            child_data={
+                "decision_id": bulk.Parent("pk"), "customer_id": bulk.Parent("customer_id"),
+                "campaign_id": bulk.Parent("campaign_id"), "enrollment_id": bulk.Parent("enrollment_id"),
+                "step": bulk.Parent("step"), "channel_id": 7,
+                "idempotency_key": [f"k{e.pk}:{s}" for e, s in zip(rows, steps)],
+                "recipient": [f"c{e.customer_id}@example.com" if c else None for e, c in zip(rows, has_child)],
+                "send_after": NOW,
+            },
+            has_child=has_child,
+        )
+
+    first = write(enrollments[:2], [1, 1], [True, False])
+    message = Message.objects.get()
+    assert [pk for (pk,) in first] == [message.pk]
+    decision = Decision.objects.get(enrollment=enrollments[0], step=1)
+    assert (message.decision_id, message.customer_id, message.campaign_id, message.enrollment_id, message.step) == (
+        decision.pk, enrollments[0].customer_id, enrollments[0].campaign_id, enrollments[0].pk, 1
+    )
+    assert (message.channel_id, message.recipient, message.status, message.send_after, message.links) == (
+        7, f"c{enrollments[0].customer_id}@example.com", "queued", NOW, []
+    )
+
+    # The first row's decision is there already: neither it nor its message is written again;
+    # the new rows get theirs.
+    again = write(enrollments, [1, 2, 1], [True, True, True])
+    assert Decision.objects.count() == 4 and Message.objects.count() == 3
+    new = set(Message.objects.exclude(pk=message.pk).values_list("pk", flat=True))
+    assert {pk for (pk,) in again} == new
+    assert {(m.decision.enrollment_id, m.decision.step) for m in Message.objects.filter(pk__in=new)} == {
+        (enrollments[1].pk, 2), (enrollments[2].pk, 1)
+    }
