@@ -68,6 +68,11 @@ DEFAULTS = {
     "CONSENT_REQUIRED": {"email": "soft_opt_in", "sms": "opt_in", "push": "opt_in", "webhook": "none"},
     # Messages one send task handles.
     "SEND_BATCH_SIZE": 200,
+    # Messages claimed (queued -> sending) per commit while a task sends its batch. Each claim
+    # must be on disk before the provider is called, so the commit (an fsync) is paid once
+    # per group; a worker that dies mid-group leaves at most this many messages "sending",
+    # failed later and never sent twice. 1: the strictest, one commit per message.
+    "SEND_CLAIM_SIZE": 4,
     # Attempts at sending one message before it is marked failed (transient errors only).
     "SEND_MAX_ATTEMPTS": 5,
     # Upper bound of the back-off between two attempts, in seconds.

@@ -1,16 +1,17 @@
 """Sending the outbox: each queued message goes out at most once.
 
-``messages_send(message_ids=[...])`` is what the ``messages_send`` task runs. For each
-message, one at a time, a conditional UPDATE claims it (queued → sending, only if it is due);
-a message another worker (or an earlier delivery of the same task) claimed is left alone.
+``messages_send(message_ids=[...])`` is what the ``messages_send`` task runs. A conditional
+UPDATE claims the messages a group of ``SEND_CLAIM_SIZE`` at a time (queued → sending, only
+those still queued and due), committed before any of them is sent; a message another worker
+(or an earlier delivery of the same task) claimed is left alone.
 Consent and suppression are checked again, for each channel's batch at once in a few
 queries (``consent.message_blocks``) just before its first claim: a message whose customer
 withdrew consent or whose address was suppressed since the decision is cancelled once
 claimed. Then the message is rendered (``services.rendering.MessageRenderer``, one per batch) and handed
 to its channel's backend (one ``with backend:`` per channel per batch), and the outcome is
 written with another conditional UPDATE (only from "sending"), so statuses only move
-forward. Nothing here runs inside a transaction: each claim commits on its own, so a
-worker killed mid-batch leaves at most the one message it was sending in "sending".
+forward; the group's outcomes are committed with the next group's claim. Each claim commits
+on its own, so a worker killed mid-batch leaves at most one group in "sending".
 
 A transient error (timeout, 5xx) puts the message back to "queued" with ``send_after`` a
 back-off later, until ``SEND_MAX_ATTEMPTS``; a permanent one marks it failed, and puts the
@@ -102,26 +103,30 @@ def messages_send(*, message_ids, now=None):
 def _send_channel(batch, renderer, *, now, stats):
     channel = batch[0].channel
     outbox = _Outbox(stats, now=now)
+    size = max(1, int(app_settings.SEND_CLAIM_SIZE))
+    groups = [batch[start : start + size] for start in range(0, len(batch), size)]
     try:
         if not channel.enabled:
-            for message in batch:
-                if outbox.claim(message):
+            for group in groups:
+                for message in outbox.claim(group):
                     outbox.finish(message, Message.CANCELLED, last_error="channel disabled")
             return
         # The send-time re-check, for the whole batch at once ("" = may be sent).
         blocks = consent.message_blocks([(message.customer, channel.kind, message.recipient) for message in batch])
+        blocked = {message.pk: reason for message, reason in zip(batch, blocks)}
         try:
             backend = channel.get_backend()
             backend.open()
         except Exception as exc:  # a misconfigured or unreachable channel: every message waits
             logger.warning("channel %s could not be opened: %s", channel, exc)
-            for message in batch:
-                if outbox.claim(message):
+            for group in groups:
+                for message in outbox.claim(group):
                     _retry_or_fail(outbox, message, exc)
             return
         try:
-            for message, reason in zip(batch, blocks):
-                _send_one(backend, renderer, outbox, message, blocked=reason)
+            for group in groups:
+                for message in outbox.claim(group):
+                    _send_one(backend, renderer, outbox, message, blocked=blocked[message.pk])
         finally:
             try:
                 backend.close()
@@ -131,10 +136,11 @@ def _send_channel(batch, renderer, *, now, stats):
         outbox.flush()
 
 
-def _update_sql(pk, *, where_status, due_by=None, attempt=False, **fields):
-    """(sql, params) of ``UPDATE message SET fields WHERE id = pk AND (status = where_status
-    [AND send_after <= due_by]) IS TRUE``. Plain SQL with values prepared by the model's
-    fields: the ORM's query building costs more than the statement itself."""
+def _update_sql(pks, *, where_status, due_by=None, attempt=False, **fields):
+    """(sql, params) of ``UPDATE message SET fields WHERE id IN pks AND (status =
+    where_status [AND send_after <= due_by]) IS TRUE RETURNING id``. Plain SQL with values
+    prepared by the model's fields: the ORM's query building costs more than the statement
+    itself."""
     qn = connection.ops.quote_name
     meta = Message._meta
     sets, params = [], []
@@ -145,99 +151,79 @@ def _update_sql(pk, *, where_status, due_by=None, attempt=False, **fields):
     if attempt:
         sets.append(f"{qn('attempts')} = {qn('attempts')} + 1")
     checks = [f"{qn('status')} = %s"]
-    params += [pk, where_status]
+    params += [*pks, where_status]
     if due_by is not None:
         checks.append(f"{qn('send_after')} <= %s")
         params.append(meta.get_field("send_after").get_db_prep_save(due_by, connection))
-    # The row is found by its primary key; its state is a check on that row. "(...) IS
-    # TRUE" keeps the state out of the planner's choice of index: with stale statistics
+    # The rows are found by their primary keys; their state is a check on each row. "(...)
+    # IS TRUE" keeps the state out of the planner's choice of index: with stale statistics
     # (a table analyzed before a round queued its messages) PostgreSQL otherwise walks the
-    # (status, send_after) index over every queued message to find this one.
-    sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} = %s AND ({' AND '.join(checks)}) IS TRUE"
+    # (status, send_after) index over every queued message to find these.
+    marks = ", ".join(["%s"] * len(pks))
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} IN ({marks}) "
+        f"AND ({' AND '.join(checks)}) IS TRUE RETURNING {qn('id')}"
+    )
     return sql, params
 
 
-def _conditional_update(pk, **kwargs):
-    """Run ``_update_sql``; returns rows updated (0 or 1)."""
-    sql, params = _update_sql(pk, **kwargs)
+def _conditional_update(pks, **kwargs):
+    """Run ``_update_sql``; return the ids of the rows it updated."""
+    sql, params = _update_sql(pks, **kwargs)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        return {pk for (pk,) in cursor.fetchall()}
 
 
 class _Outbox:
-    """The status changes of one batch. A message's outcome (sending → sent / failed /
-    cancelled / queued again) is committed together with the claim of the next message
-    (queued → sending): one commit per message instead of two. Whatever happens, at most
-    the message being sent is left in "sending": the one claimed last, or the one whose
-    outcome was still to be written with the next claim."""
+    """The status changes of one batch. Messages are claimed (queued → sending) a group of
+    ``SEND_CLAIM_SIZE`` at a time, and the outcomes of a group (sending → sent / failed /
+    cancelled / queued again) are committed together with the claim of the next group: one
+    commit per group. Whatever happens, at most one group is left in "sending": the one
+    claimed last, whose outcomes were still to be written."""
 
     STATS = {Message.SENT: "sent", Message.FAILED: "failed", Message.CANCELLED: "cancelled", Message.QUEUED: "retried"}
 
     def __init__(self, stats, *, now):
-        self.stats, self.now, self.pending = stats, now, None
+        self.stats, self.now, self.pending = stats, now, []
 
-    def claim(self, message):
-        """queued → sending, only if still queued and due; True when this call got it."""
-        claim = {"where_status": Message.QUEUED, "due_by": self.now, "attempt": True, "status": Message.SENDING,
-                 "claimed_at": self.now}
-        if self.pending is not None and connection.vendor == "postgresql":
-            # One statement, one round trip: the previous outcome and this claim.
-            done_sql, done_params = self._pending_sql()
-            claim_sql, claim_params = _update_sql(message.pk, **claim)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"WITH done AS ({done_sql} RETURNING 1), claimed AS ({claim_sql} RETURNING 1) "
-                    "SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM claimed)",
-                    done_params + claim_params,
-                )
-                done, claimed = cursor.fetchone()
-            self._check_done(done)
-        else:
-            with transaction.atomic():
-                self._write_pending()
-                claimed = _conditional_update(message.pk, **claim)
-        if claimed:
+    def claim(self, messages):
+        """queued → sending, for those of ``messages`` still queued and due; returns the
+        ones this call got, in order. Committed, with the outcomes written since the last
+        claim, before it returns."""
+        with transaction.atomic():
+            self._write_pending()
+            got = _conditional_update(
+                [message.pk for message in messages], where_status=Message.QUEUED, due_by=self.now, attempt=True,
+                status=Message.SENDING, claimed_at=self.now,
+            )
+        claimed = [message for message in messages if message.pk in got]
+        for message in claimed:
             message.status, message.claimed_at, message.attempts = Message.SENDING, self.now, message.attempts + 1
-        else:
-            self.stats.skipped += 1
-        return bool(claimed)
+        self.stats.skipped += len(messages) - len(claimed)
+        return claimed
 
     def finish(self, message, status, **fields):
         """sending → ``status`` (only from sending: statuses move forward), written with the
         next claim or by ``flush()``."""
-        self._write_pending()
-        self.pending = (message, status, fields)
+        self.pending.append((message, status, fields))
         name = self.STATS[status]
         setattr(self.stats, name, getattr(self.stats, name) + 1)
 
     def flush(self):
-        self._write_pending()
-
-    def _pending_sql(self):
-        message, status, fields = self.pending
-        return _update_sql(message.pk, where_status=Message.SENDING, status=status, **fields)
-
-    def _check_done(self, updated):
-        message, status, _fields = self.pending
-        self.pending = None
-        if not updated:
-            logger.warning("message %s was no longer sending when it became %s", message.pk, status)
+        with transaction.atomic():
+            self._write_pending()
 
     def _write_pending(self):
-        if self.pending is None:
-            return
-        sql, params = self._pending_sql()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            self._check_done(cursor.rowcount)
+        for message, status, fields in self.pending:
+            if not _conditional_update([message.pk], where_status=Message.SENDING, status=status, **fields):
+                logger.warning("message %s was no longer sending when it became %s", message.pk, status)
+        self.pending = []
 
 
 def _send_one(backend, renderer, outbox, message, *, blocked):
-    """Claim, render and send one message; ``blocked`` is its consent re-check ("" when
-    it may be sent, else the reason it is cancelled with)."""
-    if not outbox.claim(message):
-        return
+    """Render and send one claimed message; ``blocked`` is its consent re-check ("" when it
+    may be sent, else the reason it is cancelled with)."""
     kind = message.channel.kind
     if blocked:
         outbox.finish(message, Message.CANCELLED, last_error=blocked)

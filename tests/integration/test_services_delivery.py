@@ -212,7 +212,7 @@ def test_stuck_in_sending_is_failed_by_the_sweep_and_never_resent(message, setti
 
 def test_a_late_result_does_not_move_a_status_backwards(message):
     outbox = delivery._Outbox(delivery.SendStats(), now=NOW)
-    assert outbox.claim(message)
+    assert outbox.claim([message]) == [message]
     Message.objects.filter(pk=message.pk).update(status="failed")  # the sweep got there first
     outbox.finish(message, Message.SENT, sent_at=NOW)
     outbox.flush()
@@ -222,15 +222,45 @@ def test_a_late_result_does_not_move_a_status_backwards(message):
 def test_an_outcome_is_written_with_the_next_claim(campaign, make_customer):
     first, second = (Message.objects.get(pk=pk) for pk in queue(campaign, [consent(make_customer()) for _ in range(2)]))
     outbox = delivery._Outbox(delivery.SendStats(), now=NOW)
-    outbox.claim(first)
+    outbox.claim([first])
     outbox.finish(first, Message.SENT, sent_at=NOW)
     assert Message.objects.get(pk=first.pk).status == "sending"  # not yet written
-    outbox.claim(second)
+    outbox.claim([second])
     assert dict(Message.objects.values_list("pk", "status")) == {first.pk: "sent", second.pk: "sending"}
     outbox.finish(second, Message.FAILED)
     outbox.flush()
     assert Message.objects.get(pk=second.pk).status == "failed"
     assert (outbox.stats.sent, outbox.stats.failed) == (1, 1)
+
+
+def test_a_group_is_claimed_at_once_and_only_what_is_still_queued(campaign, make_customer):
+    messages = [Message.objects.get(pk=pk) for pk in queue(campaign, [consent(make_customer()) for _ in range(4)])]
+    Message.objects.filter(pk=messages[1].pk).update(status="sending")  # another worker has it
+    outbox = delivery._Outbox(delivery.SendStats(), now=NOW)
+    assert outbox.claim(messages[:3]) == [messages[0], messages[2]]
+    assert outbox.stats.skipped == 1
+    statuses = dict(Message.objects.values_list("pk", "status"))
+    assert [statuses[m.pk] for m in messages] == ["sending", "sending", "sending", "queued"]
+    assert [m.attempts for m in messages[:3]] == [1, 0, 1]
+    # A second worker claiming the same group gets nothing.
+    assert delivery._Outbox(delivery.SendStats(), now=NOW).claim(messages[:3]) == []
+
+
+def test_a_batch_commits_once_per_claim_group(campaign, make_customer, settings):
+    settings.OSCAR_JOURNEYS_SEND_CLAIM_SIZE = 3
+    ids = queue(campaign, [consent(make_customer()) for _ in range(7)])
+    claims = []
+    real = delivery._conditional_update
+
+    def spy(pks, **kwargs):
+        if kwargs.get("status") == Message.SENDING:
+            claims.append(list(pks))
+        return real(pks, **kwargs)
+
+    with mock.patch.object(delivery, "_conditional_update", spy):
+        stats = messages_send(message_ids=ids, now=NOW)
+    assert stats.sent == 7 and len(locmem.outbox) == 7
+    assert claims == [ids[:3], ids[3:6], ids[6:]]
 
 
 def test_the_relay_queues_due_messages_in_batches_but_not_fresh_ones(campaign, make_customer, settings,
@@ -327,7 +357,7 @@ def test_the_queries_of_a_batch_do_not_grow_with_its_consent_rechecks(campaign, 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL plans")
 def test_the_claim_finds_the_message_by_primary_key_whatever_the_statistics(message):
-    sql, params = delivery._update_sql(message.pk, where_status=Message.QUEUED, due_by=NOW, attempt=True,
+    sql, params = delivery._update_sql([message.pk], where_status=Message.QUEUED, due_by=NOW, attempt=True,
                                        status=Message.SENDING, claimed_at=NOW)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
