@@ -114,7 +114,7 @@ class JourneyAdmin(admin.ModelAdmin):
     readonly_fields = ("graph",)
     fieldsets = (
         (None, {"fields": ("name", "description", "active", "mode", "campaigns")}),
-        (_("Self-optimizing options"), {"fields": ("discount", "depth", "exploration")}),
+        (_("Self-optimizing options"), {"fields": ("discount", "depth", "exploration", "holdout")}),
         (_("Journey"), {"fields": ("graph",)}),
     )
 

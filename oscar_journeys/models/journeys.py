@@ -59,9 +59,18 @@ class Journey(models.Model):
     )
     exploration = models.FloatField(
         _("exploration share"),
-        default=0.05,
+        default=0.02,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
         help_text=_("Least share of decisions spread at random over the options, so that learning never stops."),
+    )
+    holdout = models.FloatField(
+        _("hold-out share"),
+        default=0.02,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text=_(
+            "Share of this journey's customers chosen for a campaign who are held out at random (sent "
+            "nothing): the clean comparison group for measuring uplift and learning."
+        ),
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

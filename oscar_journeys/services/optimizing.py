@@ -148,6 +148,7 @@ class RoundPolicy:
         policy = copy.copy(self.learned)
         policy.set_options(
             follow_ups=follow_ups, discount=journey.discount, depth=journey.depth, exploration=journey.exploration,
+            holdout=journey.holdout,
         )
         ids = np.unique(eligible["customer_id"].to_numpy(dtype="int64"))
         features = policy_features(ids, now=now)

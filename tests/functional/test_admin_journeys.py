@@ -49,7 +49,7 @@ def test_a_journey_saves_with_its_follow_ups_and_rejects_a_bad_one(admin_client,
     url = reverse("admin:oscar_journeys_journey_add")
     data = {
         "name": "Second", "mode": "manual", "active": "on", "campaigns": [cross.pk], "discount": "0.8", "depth": "2",
-        "exploration": "0.05",
+        "exploration": "0.02", "holdout": "0.1",
         "follow_ups-TOTAL_FORMS": "1", "follow_ups-INITIAL_FORMS": "0",
         "follow_ups-0-campaign": cross.pk, "follow_ups-0-follow_up": series.pk, "follow_ups-0-delay_days": "3",
         "follow_ups-0-condition": "any",
@@ -62,6 +62,41 @@ def test_a_journey_saves_with_its_follow_ups_and_rejects_a_bad_one(admin_client,
     response = admin_client.post(url, data)
     assert response.status_code == 302
     assert FollowUp.objects.get(journey__name="Second").follow_up == out
+    assert Journey.objects.get(name="Second").holdout == 0.1
+
+
+def test_the_journey_form_edits_the_hold_out_share_next_to_exploration(admin_client, journey):
+    url = reverse("admin:oscar_journeys_journey_change", args=[journey.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="exploration"' in page and 'name="holdout"' in page
+    assert page.index('name="exploration"') < page.index('name="holdout"') < page.index('class="journey-graph"')
+    assert re.search(r'name="holdout"[^>]*value="0\.02"', page)  # the default
+    data = {
+        "name": journey.name, "mode": journey.mode, "active": "on", "campaigns": [c.pk for c in journey.campaigns.all()],
+        "discount": "0.8", "depth": "2", "exploration": "0.02", "holdout": "0.6",
+        "follow_ups-TOTAL_FORMS": "0", "follow_ups-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(url, data)  # above the 0.5 the field allows
+    assert response.status_code == 200 and "less than or equal to 0.5" in response.content.decode()
+    journey.refresh_from_db()
+    assert journey.holdout == 0.02
+    data["holdout"] = "0.1"
+    assert admin_client.post(url, data).status_code == 302
+    journey.refresh_from_db()
+    assert journey.holdout == 0.1
+
+
+def test_the_hold_out_share_is_validated():
+    from django.core.exceptions import ValidationError
+
+    journey = Journey(name="Checked")
+    assert (journey.exploration, journey.holdout) == (0.02, 0.02)
+    journey.full_clean()
+    for share in (0.6, -0.1):
+        journey.holdout = share
+        with pytest.raises(ValidationError) as raised:
+            journey.full_clean()
+        assert set(raised.value.message_dict) == {"holdout"}
 
 
 def test_policy_versions_show_what_was_learned(admin_client, journey):

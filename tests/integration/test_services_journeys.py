@@ -156,6 +156,37 @@ def test_a_self_optimizing_journey_decides_with_the_policy_and_logs_true_propens
     assert Message.objects.count() == chosen.filter(outcome=Decision.SEND).count()
 
 
+def test_the_journeys_hold_out_share_reaches_the_policy(email, make_customer, monkeypatch):
+    given = []
+    set_options = optimizing.JourneyPolicy.set_options
+
+    def spy(self, **options):
+        given.append(options)
+        return set_options(self, **options)
+
+    monkeypatch.setattr(optimizing.JourneyPolicy, "set_options", spy)
+    people = [consent(make_customer()) for _ in range(200)]
+    a, b = _two_campaigns(email, people)
+    journey = journey_of(a, b)
+    assert (journey.exploration, journey.holdout) == (0.02, 0.02)  # the defaults
+    journey.holdout = 0.5
+    journey.save()
+
+    decision_round(now=NOW, enqueue=False)
+
+    assert given[-1]["holdout"] == 0.5  # the journey's options, set on the learned policy
+    chosen = Decision.objects.exclude(outcome=Decision.SKIPPED)
+    sends = list(chosen.filter(outcome=Decision.SEND).values_list("propensity", flat=True))
+    held = list(chosen.filter(outcome=Decision.HOLDOUT).values_list("propensity", flat=True))
+    # Half the customers given a campaign are held out at random (about 140 of them here).
+    assert len(sends) + len(held) > 100
+    assert len(held) / (len(sends) + len(held)) == pytest.approx(0.5, abs=0.12)
+    # A send was drawn, then kept with probability 1 - 0.5; a held-out customer receives
+    # nothing with probability p(nothing) + 0.5 * (1 - p(nothing)), at least 0.5.
+    assert all(0 < p <= 0.5 for p in sends)
+    assert all(0.5 <= p < 1 for p in held)
+
+
 def test_outside_a_self_optimizing_journey_manual_priority_decides(email, make_customer):
     people = [consent(make_customer()) for _ in range(5)]
     a, b = _two_campaigns(email, people)
