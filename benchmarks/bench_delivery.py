@@ -12,7 +12,9 @@
 2. The send rate: the first M of those queued emails (default 2,000) rendered (basket lines,
    tracked links, open pixel, unsubscribe headers) and sent through ``EmailChannel`` over
    SMTP to a local server (aiosmtpd when installed, else a minimal threaded one here), in
-   batches of SEND_BATCH_SIZE as one worker runs them. Target: >= 200 emails/s.
+   batches of SEND_BATCH_SIZE as one worker runs them, claimed SEND_CLAIM_SIZE per commit;
+   side by side, the M before them with one claim per commit (``SEND_CLAIM_SIZE = 1``).
+   Target: >= 200 emails/s.
 
     python benchmarks/bench_delivery.py [--baskets 100000] [--emails 2000]
         [--database sqlite|postgres|both] [--workers N]
@@ -276,6 +278,7 @@ def run(database_url, baskets, emails, workers=0):
     with LocalSMTP() as smtp:
         django_setup(database_url)
         from django.db import connection
+        from django.test import override_settings
         from django.utils import timezone
 
         from oscar_journeys import app_settings
@@ -308,17 +311,27 @@ def run(database_url, baskets, emails, workers=0):
         result = decision_round(now=now)
         total = scan_seconds + time.perf_counter() - started
 
-        ids = list(Message.objects.filter(status="queued").order_by("id").values_list("id", flat=True)[:emails])
+        queued = list(Message.objects.filter(status="queued").order_by("id").values_list("id", flat=True)[: 2 * emails])
         size = int(app_settings.SEND_BATCH_SIZE)
-        started = time.perf_counter()
-        sent = 0
-        for start in range(0, len(ids), size):
-            sent += messages_send(message_ids=ids[start : start + size], now=now).sent
-        send_seconds = time.perf_counter() - started
+
+        def send(ids):
+            started = time.perf_counter()
+            sent = 0
+            for start in range(0, len(ids), size):
+                sent += messages_send(message_ids=ids[start : start + size], now=now).sent
+            return sent, time.perf_counter() - started
+
+        # Side by side: the first M with one claim (one commit) per message, the next M as
+        # configured (SEND_CLAIM_SIZE per commit).
+        claim_size = int(app_settings.SEND_CLAIM_SIZE)
+        with override_settings(OSCAR_JOURNEYS_SEND_CLAIM_SIZE=1):
+            single_sent, single_seconds = send(queued[:emails])
+        sent, send_seconds = send(queued[emails:])
         deadline = time.monotonic() + 10
-        while smtp.received < sent and time.monotonic() < deadline:
+        while smtp.received < single_sent + sent and time.monotonic() < deadline:
             time.sleep(0.05)
         return {
+            "single_sent": single_sent, "single_seconds": single_seconds, "claim_size": claim_size,
             "vendor": connection.vendor, "generated": generated, "enrolled": sum(scanned.values()),
             "scan": scan_seconds, "round": result.seconds, "total": total, "decisions": result.decisions,
             "outcomes": dict(result.outcomes), "messages": result.messages,
@@ -354,9 +367,12 @@ def main():
               f"{got['timings']}); "
               f"target <= 10 s  [data generated in {got['generated']:.0f} s]", flush=True)
         rate = got["sent"] / got["send_seconds"] if got["send_seconds"] else 0
+        single = got["single_sent"] / got["single_seconds"] if got["single_seconds"] else 0
         print(f"[{database}] send rate: {got['sent']:,} emails rendered and sent over SMTP ({got['smtp']}, "
-              f"{got['received']:,} received) in {got['send_seconds']:.2f} s = {rate:.0f} emails/s; "
-              f"target >= 200/s  [load avg {os.getloadavg()[0]:.1f}]", flush=True)
+              f"{got['received']:,} received in all) in {got['send_seconds']:.2f} s = {rate:.0f} emails/s with "
+              f"{got['claim_size']} claims per commit; one claim per commit, the {got['single_sent']:,} before: "
+              f"{single:.0f} emails/s (ratio {rate / single if single else 0:.2f}); target >= 200/s  "
+              f"[load avg {os.getloadavg()[0]:.1f}]", flush=True)
         if options.workers and database == "postgres":
             with _common.scratch_database(database, DATABASE) as url:
                 got = _common.run_child(__file__, url, "--baskets", options.baskets, "--workers", options.workers,
