@@ -226,16 +226,11 @@ def manual_choices(candidates):
 
 
 def features_at_decisions(logged):
-    """The policy's features of each logged decision's customer, as on the day it was
-    decided (one query per day), indexed by the decision key (named ``customer_id``, the
-    name the policy joins on)."""
-    parts = []
-    days = logged["decided_at"].dt.tz_convert(timezone.get_default_timezone()).dt.normalize()
-    for day, rows in logged.groupby(days, sort=True).indices.items():
-        ids = logged["customer_id"].to_numpy()[rows]
-        frame = optimizing.policy_features(np.unique(ids), now=day.to_pydatetime()).reindex(ids)
-        parts.append(frame.set_axis(pd.Index(logged["decision"].to_numpy()[rows], name="customer_id")))
-    return pd.concat(parts)
+    """The policy's features of each logged decision's customer, as the decision saw them
+    (``optimizing.features_at_decisions``), indexed by the decision key (named
+    ``customer_id``, the name the policy joins on)."""
+    frame = optimizing.features_at_decisions(logged["customer_id"], logged["decided_at"])
+    return frame.set_axis(pd.Index(logged["decision"].to_numpy(), name="customer_id"))
 
 
 def reward_model(policy, logged, candidates):

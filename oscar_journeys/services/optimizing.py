@@ -17,6 +17,7 @@ That is what learning and the off-policy reports weigh by.
 """
 
 import copy
+import datetime as dt
 import functools
 import logging
 import pickle
@@ -43,10 +44,14 @@ LEARNED_OUTCOMES = (Decision.SEND, Decision.HOLDOUT, Decision.CONTROL, Decision.
 
 
 def policy_features(customer_ids, *, now):
-    """The policy's features of these customers on the latest snapshot day before ``now``
-    (missing: NaN, which the policy fills with its training medians)."""
+    """The policy's features of these customers as a decision at ``now`` sees them: from
+    the latest snapshot of a shop day that ended before ``now`` (missing: NaN, which the
+    policy fills with its training medians). Never the snapshot of ``now``'s own day: built
+    once that day is over, it holds what followed the decision (the order it led to, say),
+    so learning from it would read the outcome into the features."""
     fields = {name: audience.TARGET_FIELDS[name] for name in POLICY_FEATURES}
-    frame = target_groups.rule_frame(customer_ids, fields, now=now)
+    before = timezone.localdate(now) - dt.timedelta(days=1)
+    frame = target_groups.rule_frame(customer_ids, fields, now=now, snapshot_day=before)
     return frame[list(POLICY_FEATURES)].astype("float64")
 
 
@@ -183,14 +188,17 @@ def _outcomes(since, until):
     return frame.drop_duplicates(["customer_id", "decided_at"]).drop(columns="outcome").reset_index(drop=True)
 
 
-def _features_at_decisions(outcomes):
-    """Row for row, the customers' features as they were the day each decision was made."""
+def features_at_decisions(customer_ids, decided_at):
+    """Row for row (a frame indexed 0..n-1), the policy's features of each customer as a
+    decision at the matching ``decided_at`` saw them (``policy_features``): one read per
+    shop day."""
+    ids = np.asarray(customer_ids, dtype="int64")
+    decided_at = pd.Series(pd.to_datetime(decided_at, utc=True))
+    days = decided_at.dt.tz_convert(timezone.get_default_timezone()).dt.normalize()
     parts = []
-    days = outcomes["decided_at"].dt.tz_convert(timezone.get_default_timezone()).dt.normalize()
-    for day, rows in outcomes.groupby(days, sort=True).indices.items():
-        ids = outcomes["customer_id"].to_numpy()[rows]
-        frame = policy_features(ids, now=day.to_pydatetime())
-        parts.append(frame.reindex(ids).set_axis(rows))
+    for day, rows in days.groupby(days, sort=True).indices.items():
+        frame = policy_features(np.unique(ids[rows]), now=day.to_pydatetime())
+        parts.append(frame.reindex(ids[rows]).set_axis(rows))
     features = pd.concat(parts).sort_index() if parts else pd.DataFrame(columns=list(POLICY_FEATURES))
     return features.reset_index(drop=True)
 
@@ -214,7 +222,7 @@ def policy_learn(*, now=None):
         policy = copy.deepcopy(base) if base is not None else JourneyPolicy(_campaign_frame(config))
         policy.add_campaigns(_campaign_frame(config))
         if len(outcomes):
-            policy.learn(outcomes, _features_at_decisions(outcomes))
+            policy.learn(outcomes, features_at_decisions(outcomes["customer_id"], outcomes["decided_at"]))
         run.summary = [
             {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
             for row in policy.summary().to_dict("records")

@@ -52,7 +52,7 @@ class RuleFrames:
     """Builds, for one moment and one set of fields, the frames the rules read: one row
     per customer id asked for, indexed by it, with one column per field."""
 
-    def __init__(self, fields, *, now):
+    def __init__(self, fields, *, now, snapshot_day=None):
         self.fields = list(fields.values())
         self.now = now
         self.snapshot_fields = [
@@ -62,7 +62,8 @@ class RuleFrames:
         self.events = list({f.event.column: f.event for f in self.fields if f.event is not None}.values())
         self.day = None
         if self.snapshot_fields:
-            self.day = Snapshot.objects.filter(as_of__lte=now.date()).aggregate(day=Max("as_of"))["day"]
+            last = snapshot_day or now.date()
+            self.day = Snapshot.objects.filter(as_of__lte=last).aggregate(day=Max("as_of"))["day"]
 
     def frame(self, customer_ids):
         ids = np.unique(np.asarray(customer_ids, dtype="int64"))
@@ -129,9 +130,10 @@ class RuleFrames:
         return condition
 
 
-def rule_frame(customer_ids, fields, *, now):
-    """The frame ``fields`` (``audience.Field`` by name) read for these customers."""
-    return RuleFrames(fields, now=now).frame(customer_ids)
+def rule_frame(customer_ids, fields, *, now, snapshot_day=None):
+    """The frame ``fields`` (``audience.Field`` by name) read for these customers; snapshot
+    fields from the latest snapshot day up to ``snapshot_day`` (default: ``now``'s date)."""
+    return RuleFrames(fields, now=now, snapshot_day=snapshot_day).frame(customer_ids)
 
 
 # --- members, count, preview ----------------------------------------------------------------

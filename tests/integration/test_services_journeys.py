@@ -284,6 +284,21 @@ def test_policy_features_read_the_latest_snapshot_before_the_decision(make_custo
     assert np.isnan(optimizing.policy_features([person.pk + 1000], now=NOW).iloc[0]["frequency"])
 
 
+def test_a_decision_never_reads_the_snapshot_of_its_own_day(make_customer):
+    # The snapshot of 2 June is built once 2 June is over: it holds what followed a decision
+    # made at noon that day (here, the order it led to). Neither the round at noon nor the
+    # learning afterwards may read it.
+    person = make_customer()
+    Snapshot.objects.create(customer=person, as_of=dt.date(2025, 6, 1), frequency=3, monetary=70.0)
+    Snapshot.objects.create(customer=person, as_of=dt.date(2025, 6, 2), frequency=4, monetary=120.0)
+    assert optimizing.policy_features([person.pk], now=NOW).loc[person.pk, "frequency"] == 3
+    learned = optimizing.features_at_decisions(
+        [person.pk, person.pk], [NOW, NOW + dt.timedelta(days=1)]
+    )
+    assert learned["frequency"].tolist() == [3, 4]
+    assert learned["monetary"].tolist() == [70.0, 120.0]
+
+
 # --- the starter set ----------------------------------------------------------------------------
 
 
