@@ -224,7 +224,8 @@ class JourneyPolicy:
     (``priority``, ``name``) are ignored. ``follow_ups``: ``campaign_id``, ``follow_up_id``,
     optional ``condition`` ("any", "responded", "not_responded"); ``delay_days`` is not
     needed here. Options (see the module docstring): ``discount`` of a follow-up's value,
-    ``depth`` of follow-up hops, ``exploration`` share, ``holdout`` share of the sends,
+    ``depth`` of follow-up hops, ``exploration`` share (default 0.02), ``holdout`` share of
+    the sends (default 0.02),
     ``draws`` of the Thompson sampling, ``prior_strength`` (the prior counts as that many
     customers), ``partition`` ("mixture" or "tree"), ``max_leaves`` (segments of the
     mixture, leaves of a tree) and ``min_leaf`` (least rows per leaf; a mixture has at most
@@ -235,7 +236,7 @@ class JourneyPolicy:
 
     name = "journey"
 
-    def __init__(self, campaigns, follow_ups=None, *, discount=0.8, depth=2, exploration=0.05, holdout=0.05,
+    def __init__(self, campaigns, follow_ups=None, *, discount=0.8, depth=2, exploration=0.02, holdout=0.02,
                  draws=32, prior_strength=30.0, partition=MIXTURE, max_leaves=6, min_leaf=100, memory=1_000_000,
                  random_state=0):
         if partition not in PARTITIONS:
@@ -251,7 +252,7 @@ class JourneyPolicy:
         self.add_campaigns(campaigns)
         self.follow_ups = None
         self._graph = {}
-        self.discount, self.depth, self.exploration, self.holdout, self.draws = 0.8, 2, 0.05, 0.05, 32
+        self.discount, self.depth, self.exploration, self.holdout, self.draws = 0.8, 2, 0.02, 0.02, 32
         self.set_options(follow_ups=follow_ups, discount=discount, depth=depth, exploration=exploration,
                          holdout=holdout, draws=draws)
         # What it has learned from: the randomized rows (most recent ``memory``).

@@ -512,7 +512,10 @@ def test_the_mixture_finds_the_hidden_types_of_the_simulated_shop():
     """On the simulator (customer types that show as clusters in the features), after four
     weeks the policy sends lost causes least, spares sure things most of the discounts they
     do not need and keeps the discounts for the deal seekers, and over the next four weeks
-    earns more than manual priority."""
+    earns more than manual priority. A small, young shop: with 5% exploration and hold-out,
+    not the defaults' 2% (which the 20,000-customer benchmark worlds favour; here, after
+    four weeks, they earn 0.89 times manual priority over the next four, and 5% 1.13;
+    docs/journeys.md)."""
     import datetime as dt
 
     from oscar_journeys.optimizer import ManualPriorityPolicy
@@ -520,7 +523,8 @@ def test_the_mixture_finds_the_hidden_types_of_the_simulated_shop():
 
     world = World(n_customers=8_000, seed=3)
     start = dt.date(2025, 1, 6)
-    learned = run(world, JourneyPolicy(world.campaigns, world.follow_ups), start=start, days=56)
+    policy = JourneyPolicy(world.campaigns, world.follow_ups, exploration=0.05, holdout=0.05)
+    learned = run(world, policy, start=start, days=56)
     manual = run(world, ManualPriorityPolicy(world.campaigns), start=start, days=56)
     late = learned.outcomes[learned.outcomes["day"] >= 28]
     rates = late.assign(sent=late["campaign_id"].notna(), discount=late["campaign_id"].isin([4, 5]))
