@@ -82,7 +82,9 @@ def messages_send(*, message_ids, now=None):
     ids = sorted({int(pk) for pk in message_ids})
     messages = list(
         Message.objects.filter(pk__in=ids, status=Message.QUEUED, send_after__lte=now)
-        .select_related("customer", "channel", "template", "campaign", "enrollment")
+        .select_related("customer", "enrollment")
+        # A batch has a few channels, templates and campaigns: one instance of each, shared.
+        .prefetch_related("channel", "template", "campaign")
         .order_by("channel_id", "id")
     )
     stats.skipped = len(ids) - len(messages)
@@ -136,9 +138,9 @@ def _send_channel(batch, renderer, *, now, stats):
         outbox.flush()
 
 
-def _update_sql(pks, *, where_status, due_by=None, attempt=False, **fields):
+def _update_sql(pks, *, where_status, due_by=None, attempt=False, returning=True, **fields):
     """(sql, params) of ``UPDATE message SET fields WHERE id IN pks AND (status =
-    where_status [AND send_after <= due_by]) IS TRUE RETURNING id``. Plain SQL with values
+    where_status [AND send_after <= due_by]) IS TRUE [RETURNING id]``. Plain SQL with values
     prepared by the model's fields: the ORM's query building costs more than the statement
     itself."""
     qn = connection.ops.quote_name
@@ -162,9 +164,9 @@ def _update_sql(pks, *, where_status, due_by=None, attempt=False, **fields):
     marks = ", ".join(["%s"] * len(pks))
     sql = (
         f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {qn('id')} IN ({marks}) "
-        f"AND ({' AND '.join(checks)}) IS TRUE RETURNING {qn('id')}"
+        f"AND ({' AND '.join(checks)}) IS TRUE"
     )
-    return sql, params
+    return (f"{sql} RETURNING {qn('id')}" if returning else sql), params
 
 
 def _conditional_update(pks, **kwargs):
@@ -215,10 +217,20 @@ class _Outbox:
             self._write_pending()
 
     def _write_pending(self):
+        # One statement per outcome, the outcomes of one form (same columns) sent together:
+        # executemany, which psycopg sends as one pipeline (one round trip, not one each).
+        forms = {}
         for message, status, fields in self.pending:
-            if not _conditional_update([message.pk], where_status=Message.SENDING, status=status, **fields):
-                logger.warning("message %s was no longer sending when it became %s", message.pk, status)
+            sql, params = _update_sql([message.pk], where_status=Message.SENDING, returning=False, status=status, **fields)
+            forms.setdefault(sql, []).append((message.pk, params))
         self.pending = []
+        for sql, rows in forms.items():
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, [params for _pk, params in rows])
+                written = cursor.rowcount
+            if written != len(rows):
+                logger.warning("%d of messages %s were no longer sending when their outcome was written",
+                               len(rows) - written, [pk for pk, _params in rows])
 
 
 def _send_one(backend, renderer, outbox, message, *, blocked):

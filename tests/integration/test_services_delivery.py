@@ -210,13 +210,18 @@ def test_stuck_in_sending_is_failed_by_the_sweep_and_never_resent(message, setti
     assert not locmem.outbox
 
 
-def test_a_late_result_does_not_move_a_status_backwards(message):
+def test_a_late_result_does_not_move_a_status_backwards(campaign, make_customer, caplog):
+    swept, other = (Message.objects.get(pk=pk) for pk in queue(campaign, [consent(make_customer()) for _ in range(2)]))
     outbox = delivery._Outbox(delivery.SendStats(), now=NOW)
-    assert outbox.claim([message]) == [message]
-    Message.objects.filter(pk=message.pk).update(status="failed")  # the sweep got there first
-    outbox.finish(message, Message.SENT, sent_at=NOW)
-    outbox.flush()
-    assert Message.objects.get().status == "failed"
+    assert outbox.claim([swept, other]) == [swept, other]
+    Message.objects.filter(pk=swept.pk).update(status="failed")  # the sweep got there first
+    outbox.finish(swept, Message.SENT, sent_at=NOW, provider_id="a")
+    outbox.finish(other, Message.SENT, sent_at=NOW, provider_id="b")  # written in the same executemany
+    with caplog.at_level("WARNING", logger="oscar_journeys.services.delivery"):
+        outbox.flush()
+    assert dict(Message.objects.values_list("pk", "status")) == {swept.pk: "failed", other.pk: "sent"}
+    assert Message.objects.get(pk=other.pk).provider_id == "b"
+    assert "1 of messages" in caplog.text and str(swept.pk) in caplog.text
 
 
 def test_an_outcome_is_written_with_the_next_claim(campaign, make_customer):

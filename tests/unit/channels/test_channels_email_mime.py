@@ -3,6 +3,7 @@
 Django would build: two alternatives, every header kept."""
 
 import email
+import email.policy
 import itertools
 from unittest import mock
 
@@ -62,3 +63,22 @@ def test_html_only_and_text_only_messages_are_single_part():
     html_only, text_only = (sent.message() for sent in mail.outbox)
     assert html_only.get_content_type() == "text/html" and not html_only.is_multipart()
     assert text_only.get_content_type() == "text/plain" and not text_only.is_multipart()
+
+
+def test_the_headers_policy_writes_the_same_bytes_as_the_stock_policy():
+    backend = make_backend(EmailChannel, {"from_email": "Tienda Ñandú <news@shop.example.com>"})
+    long_url = "https://shop.example.com/u/" + "t" * 120 + "/"
+    backend.send(outgoing(text="Hola", html="<p>Hola</p>", subject="Tu cesta te echa de menos: zapatillas, ünïcode y más"))
+    backend.send(outgoing(text="Hi", subject="Short  subject\twith  spaces "))
+    built = [sent.message() for sent in mail.outbox]
+    built[1]["List-Unsubscribe"] = f"<{long_url}>"  # longer than a line: folded as before
+    built[1]["X-Long"] = "word " * 30
+    written = []
+    for message in built:
+        assert message.policy is email_channel.HEADERS_POLICY
+        written.append(message.as_bytes(linesep="\r\n"))
+        message.policy = email.policy.compat32
+        assert written[-1] == message.as_bytes(linesep="\r\n")
+    assert b"\r\nSubject: \r\n =?utf-8?q?Tu_cesta" in written[0] and b"From: =?utf-8?b?" in written[0]
+    assert b"\r\nSubject: Short  subject\twith  spaces \r\n" in written[1]
+    assert b"List-Unsubscribe: \r\n <https://" in written[1] or b"List-Unsubscribe:\r\n " in written[1]
