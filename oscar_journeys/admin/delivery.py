@@ -4,7 +4,7 @@ the filters to answer "who got what, and why not". Recipients are shown masked."
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Decision, Enrollment, Message
+from ..models import Campaign, Decision, Enrollment, Message
 from .common import EstimatedCountPaginator, ReadOnlyAdminMixin, customer_360_link
 from .timeline import CustomerSearchMixin
 
@@ -121,6 +121,7 @@ class DecisionAdmin(BigListMixin, admin.ModelAdmin):
         "step",
         "outcome",
         "reason",
+        "chosen_among",
         "channel",
         "policy",
         "model_version",
@@ -131,6 +132,13 @@ class DecisionAdmin(BigListMixin, admin.ModelAdmin):
         "converted_at",
         "attribution_closed",
     )
+    readonly_fields = ("chosen_among",)
+
+    @admin.display(description=_("chosen among"))
+    def chosen_among(self, obj):
+        """The campaigns due for the customer in this round, by name (one query)."""
+        names = dict(Campaign.objects.filter(pk__in=obj.candidates or []).values_list("pk", "name"))
+        return ", ".join(names.get(pk, str(pk)) for pk in obj.candidates or []) or "-"
 
 
 @admin.register(Message)

@@ -20,11 +20,11 @@ the customers' features, one query per decision day (as learning does).
 
 **A decision** here is one customer at one decision round: the rows of one customer with
 the same ``decided_at``. Its *logged* row says what the customer received: the campaign
-(outcome "send"), or nothing ("holdout", "control", "nothing"; a customer given nothing has
-a "nothing" row per due campaign). Its *candidates* are the campaigns the policy chose
-among: the logged row's campaign and the campaigns it outranked (skipped rows with reason
-"outranked"). A decision belongs to the journey when a logged row names one of the
-journey's campaigns. ``Decision.propensity`` is the probability, at the decision, that the
+(outcome "send"), or nothing ("holdout", "control", "nothing"). Its *candidates* are the
+campaigns the policy chose among: the logged row's ``candidates`` list and campaign (and,
+in decisions logged before that list existed, the campaigns it outranked: skipped rows with
+reason "outranked"; a customer given nothing then had a "nothing" row per due campaign). A
+decision belongs to the journey when a logged row names one of the journey's campaigns. ``Decision.propensity`` is the probability, at the decision, that the
 customer receives what the logged row records."""
 
 import datetime as dt
@@ -52,7 +52,8 @@ from .reports import _base_context, date_range, uplift_row, verdict
 
 LOGGED = (Decision.SEND, Decision.HOLDOUT, Decision.CONTROL, Decision.NOTHING)
 RANDOMIZED = 1.0  # decisions with a propensity below this were drawn at random
-ROW_COLUMNS = ["id", "customer_id", "campaign_id", "decided_at", "outcome", "policy", "propensity", "value", "closed"]
+ROW_COLUMNS = ["id", "customer_id", "campaign_id", "decided_at", "outcome", "policy", "propensity", "value", "closed",
+               "candidates"]
 
 
 # --- the journey's decisions ----------------------------------------------------------------------
@@ -71,7 +72,7 @@ def decision_rows(campaign_ids, start, end):
         .filter(Exists(logged_here))
         .order_by()
         .values_list("id", "customer_id", "campaign_id", "decided_at", "outcome", "policy", "propensity",
-                     "attributed_value", "attribution_closed")
+                     "attributed_value", "attribution_closed", "candidates")
     )  # fmt: skip
     frame = pd.DataFrame.from_records(list(rows), columns=ROW_COLUMNS)
     frame["value"] = frame["value"].astype("float64")
@@ -87,8 +88,9 @@ def split_decisions(rows):
     ``decided_at``, ``outcome``, ``policy``, ``campaign_id`` (of the logged row),
     ``received`` (the campaign sent, NaN for nothing), ``propensity``, ``value``, ``closed``.
     ``candidates``: ``decision``, ``campaign_id``, one row per campaign the policy chose
-    among. Manual priority's outranked campaigns had no chance (it is deterministic), so a
-    manual decision's only candidate is the campaign it chose."""
+    among (the logged row's ``candidates`` list, or the legacy outranked rows). Manual
+    priority's outranked campaigns had no chance (it is deterministic), so a manual
+    decision's only candidate is the campaign it chose."""
     rows = rows.copy()
     rows["decision"] = rows.groupby(["customer_id", "decided_at"], sort=True).ngroup()
     logged = rows[rows["outcome"].isin(LOGGED)].sort_values(["decision", "id"]).drop_duplicates("decision")
@@ -99,8 +101,11 @@ def split_decisions(rows):
     policy = logged.set_index("decision")["policy"].reindex(rows["decision"]).to_numpy()
     manual = policy == ManualPriorityPolicy.name
     candidates = rows[(~manual | rows["outcome"].isin(LOGGED).to_numpy()) & rows["campaign_id"].notna().to_numpy()]
-    candidates = candidates[["decision", "campaign_id"]].drop_duplicates().astype("int64").reset_index(drop=True)
-    return logged.drop(columns="id"), candidates
+    listed = logged.loc[logged["policy"] != ManualPriorityPolicy.name, ["decision", "candidates"]]
+    listed = listed.explode("candidates").dropna().rename(columns={"candidates": "campaign_id"})
+    candidates = pd.concat([candidates[["decision", "campaign_id"]], listed], ignore_index=True)
+    candidates = candidates.astype("int64").drop_duplicates().sort_values(["decision", "campaign_id"])
+    return logged.drop(columns=["id", "candidates"]), candidates.reset_index(drop=True)
 
 
 # --- 1. per campaign: inverse-propensity weighted incremental value -----------------------------
@@ -191,6 +196,25 @@ def outcome_counts(campaign_ids, start, end):
     )  # fmt: skip
     for row in rows:
         counts.setdefault(row["campaign_id"], {})[row["outcome"]] = row["n"]
+    return counts
+
+
+def listed_counts(rows, campaign_ids, counts):
+    """Add to ``counts`` ({campaign id: {outcome: decisions}}) the campaigns that the logged
+    rows of ``decision_rows`` list among their candidates without being logged on them:
+    as "nothing" when the decision chose nothing (the customer was due for the campaign and
+    received nothing), else as "skipped" (outranked). Rounds before 0007 wrote a row of its
+    own for each, which ``outcome_counts`` counts already."""
+    listed = rows.loc[rows["outcome"].isin(LOGGED), ["campaign_id", "outcome", "candidates"]]
+    listed = listed.explode("candidates").dropna(subset=["candidates"])
+    mine = listed["candidates"].isin(list(campaign_ids)).to_numpy()
+    listed = listed[mine & (listed["candidates"].astype("float64") != listed["campaign_id"].astype("float64")).to_numpy()]
+    outcome = np.where(listed["outcome"] == Decision.NOTHING, Decision.NOTHING, Decision.SKIPPED)
+    for (campaign_id, name), n in pd.Series(1, index=[listed["candidates"].astype("int64"), outcome]).groupby(
+        level=[0, 1]
+    ).sum().items():
+        by_outcome = counts.setdefault(int(campaign_id), {})
+        by_outcome[name] = by_outcome.get(name, 0) + int(n)
     return counts
 
 
@@ -322,6 +346,7 @@ def journey_figures(journey, *, start, end, first, last, confidence=CONFIDENCE):
     rows = decision_rows(ids, start, end)
     if not len(rows) and not counts:
         return {"empty": True, "campaign_rows": []}
+    counts = listed_counts(rows, ids, counts)
     logged, candidates = split_decisions(rows)
     weeks, decided, sent = weekly_decisions(logged, first, last)
     return {

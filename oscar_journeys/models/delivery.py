@@ -96,7 +96,13 @@ def message_idempotency_key(*, customer_id, campaign_id, step, trigger_key):
 class Decision(models.Model):
     """What was decided for one customer at one due step. Held-out and control customers
     are logged here too (never messaged), and attribution fills in what they bought
-    afterwards, so uplift compares like with like."""
+    afterwards, so uplift compares like with like.
+
+    When several campaigns are due for a customer in one round, one decision is written: on
+    the chosen campaign's step (send, holdout, control), or on one of them when the policy
+    chose nothing; ``candidates`` lists them all. (Decisions written before 0007 have a
+    "skipped, outranked" row per campaign not chosen, and a "nothing" row per due campaign;
+    the reports read both forms.)"""
 
     SEND, HOLDOUT, CONTROL, NOTHING, SKIPPED = "send", "holdout", "control", "nothing", "skipped"
     OUTCOME_CHOICES = [
@@ -170,6 +176,13 @@ class Decision(models.Model):
         db_index=False,
         db_constraint=False,
         verbose_name=_("channel"),
+    )
+    # The campaigns chosen among for this customer in this round (ids, sorted): one decision
+    # per customer and round, whatever the number of campaigns due. A campaign not chosen
+    # gets no row of its own (its step moves on); it is listed here.
+    candidates = models.JSONField(
+        _("chosen among"), default=list, blank=True,
+        help_text=_("The campaigns due for this customer in this round, among which this decision chose."),
     )
     policy = models.CharField(_("policy"), max_length=32, default="manual")
     model_version = models.CharField(_("model version"), max_length=64, blank=True)

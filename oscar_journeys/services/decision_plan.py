@@ -50,6 +50,7 @@ def build_plan(due, config, *, now, policy, clock=None):
     plan["policy_control"] = False
     plan["policy"] = ManualPriorityPolicy.name
     plan["model_version"] = ""
+    plan["candidates"] = "[]"
     # A step the campaign no longer has (deleted while the enrollment waited) ends it.
     plan["open"] = plan["delay"].notna().to_numpy()
     plan["action"] = np.where(plan["open"], "advance", "complete")
@@ -189,11 +190,14 @@ def _apply_caps(plan, config, *, now):
 
 
 def _prioritise(plan, config, *, now, policy):
-    """One campaign per customer, chosen by the policy (default manual priority); the
-    customer's other due steps are outranked. The winners carry the policy's propensity,
-    expected value and its own random hold-out (``control``); a customer for whom the
-    policy chose nothing gets ``nothing`` decisions. Each row gets the policy's name and
-    model version (``optimizing.RoundPolicy`` mixes manual and learned customers)."""
+    """One campaign per customer, chosen by the policy (default manual priority). The winner
+    carries the policy's propensity, expected value and its own random hold-out
+    (``control``); a customer for whom the policy chose nothing gets one ``nothing``
+    decision (on the first of their due steps). That one row also lists, in
+    ``candidates``, every campaign chosen among. The customer's other due steps are
+    outranked: no decision row of their own, and they move on like a decided step. Each
+    row gets the policy's name and model version (``optimizing.RoundPolicy`` mixes manual
+    and learned customers)."""
     from .optimizing import round_policy
 
     policy = policy or round_policy(config, now=now)
@@ -218,15 +222,15 @@ def _prioritise(plan, config, *, now, policy):
     open_customers = rows["customer_id"].to_numpy()
     for column in ("policy", "model_version", "nothing_propensity"):
         plan.loc[open_rows, column] = by_customer[column].reindex(open_customers).to_numpy()
-    nothing = plan.index.isin(open_rows) & plan["customer_id"].isin(
-        chosen.loc[chosen["campaign_id"].isna(), "customer_id"]
-    ).to_numpy()
-    plan.loc[nothing, "outcome"] = Decision.NOTHING
-    plan.loc[nothing, "open"] = False
+    # The logged row of each customer: the chosen campaign's step, or (nothing chosen) the
+    # customer's first due step.
+    rows = rows.reset_index(names="row")
+    nothing = rows[rows["customer_id"].isin(chosen.loc[chosen["campaign_id"].isna(), "customer_id"])]
+    nothing = nothing.sort_values("enrollment_id").drop_duplicates("customer_id")
+    plan.loc[nothing["row"].to_numpy(), "outcome"] = Decision.NOTHING
     chosen = chosen[chosen["campaign_id"].notna()].astype({"customer_id": "int64", "campaign_id": "int64"})
     winners = (
-        rows.reset_index(names="row")
-        .merge(chosen, on=["customer_id", "campaign_id"])
+        rows.merge(chosen, on=["customer_id", "campaign_id"])
         .sort_values("enrollment_id")
         .drop_duplicates("customer_id")
     )
@@ -234,7 +238,22 @@ def _prioritise(plan, config, *, now, policy):
     plan.loc[rows_won, "propensity"] = winners["propensity"].to_numpy(dtype="float64")
     plan.loc[rows_won, "expected_value"] = winners["expected_value"].to_numpy(dtype="float64")
     plan.loc[rows_won, "policy_control"] = winners["control"].to_numpy(dtype=bool)
-    mask = np.zeros(len(plan), dtype=bool)
-    mask[plan.index.get_indexer(open_rows)] = True
-    mask[plan.index.get_indexer(rows_won)] = False
-    _skip(plan, mask, Decision.OUTRANKED)
+    logged = np.concatenate([rows_won, nothing["row"].to_numpy()])
+    plan.loc[logged, "candidates"] = candidate_lists(rows["customer_id"], rows["campaign_id"]).reindex(
+        plan.loc[logged, "customer_id"].to_numpy()
+    ).to_numpy()
+    outranked = np.zeros(len(plan), dtype=bool)
+    outranked[plan.index.get_indexer(open_rows)] = True
+    outranked[plan.index.get_indexer(logged)] = False
+    plan.loc[outranked, "reason"] = Decision.OUTRANKED
+    plan.loc[outranked | plan.index.isin(nothing["row"]), "open"] = False
+
+
+def candidate_lists(customers, campaigns):
+    """Per customer (the index), the JSON text of their distinct campaign ids, sorted:
+    ``Decision.candidates`` as the bulk insert writes it."""
+    pairs = pd.DataFrame({"customer_id": np.asarray(customers, dtype="int64"),
+                          "campaign_id": np.asarray(campaigns, dtype="int64")})
+    pairs = pairs.drop_duplicates().sort_values(["customer_id", "campaign_id"])
+    joined = pairs["campaign_id"].astype(str).groupby(pairs["customer_id"].to_numpy(), sort=False).agg(",".join)
+    return "[" + joined + "]"

@@ -14,8 +14,10 @@ holds), and on frames, for all of them at once:
 3. defers (no decision; ``next_due_at`` moves) the steps due in the channel's quiet hours
    or outside the campaign's send window, in the customer's time zone (``ml.rules``);
 4. skips the steps a frequency cap forbids (``ml.rules``; a capped step is not retried);
-5. lets the policy (``optimizer.ManualPriorityPolicy``) choose one campaign per customer;
-   the others are skipped as outranked;
+5. lets the policy (``optimizer.ManualPriorityPolicy``, or a journey's learned policy)
+   choose one campaign, or nothing, per customer; one decision is written for the customer,
+   listing the campaigns chosen among (``Decision.candidates``); the other due steps are
+   outranked: no decision row, and they move on as a decided step does;
 6. for the chosen one: the global control group gets a ``control`` decision, a held-out
    enrollment (drawn once, deterministically, stored on ``Enrollment.held_out``) a
    ``holdout`` decision, everyone else a ``send`` decision and a queued ``Message``.
@@ -159,6 +161,10 @@ def _write(plan, config, *, now, result, clock):
         result.message_ids = _write_outbox(decided, now=now)
     result.outcomes.update(decided["outcome"].tolist())
     result.reasons.update(decided.loc[decided["outcome"] == SKIPPED, "reason"].tolist())
+    # Outranked steps have no decision row (the logged one lists them in its candidates).
+    outranked = int((plan["outcome"].isna() & (plan["reason"] == Decision.OUTRANKED)).sum())
+    if outranked:
+        result.reasons[Decision.OUTRANKED] += outranked
     with clock("advance"):
         result.deferred, result.completed = _advance(plan, config, now=now)
 
@@ -182,7 +188,7 @@ def _write_outbox(decided, *, now):
         "channel_id": _ints(decided["channel_id"]),
         "policy": [str(v)[:32] for v in decided["policy"].tolist()],
         "model_version": [str(v)[:64] for v in decided["model_version"].tolist()],
-        "propensity": decided["propensity"].tolist(),
+        "propensity": decided["propensity"].tolist(), "candidates": decided["candidates"].tolist(),
         "expected_value": [None if v != v else float(v) for v in decided["expected_value"].tolist()],
     }
     send = (decided["outcome"] == SEND).to_numpy()

@@ -53,10 +53,13 @@ def _fresh_policy_cache():
     optimizing.policy_of.cache_clear()
 
 
-@pytest.fixture
-def logged():
+@pytest.fixture(params=["listed", "legacy rows"])
+def logged(request):
     """A journey of A (priority 50) and B (priority 30), with follow-up C after A, and its
-    decisions (customer ids stand for the decisions; S = skipped as outranked):
+    decisions (customer ids stand for the decisions; S = skipped as outranked), written
+    either as the round writes them (one row per decision, the campaigns chosen among in
+    ``candidates``) or as rounds before 0007 did (a "skipped, outranked" row per campaign
+    not chosen, a "nothing" row per campaign due); the report reads both the same:
 
     ===  ========  ==============  ============  =====  ======
     id   policy    candidates      logged        p      value
@@ -82,26 +85,30 @@ def logged():
     journey.campaigns.set([a, b])
     FollowUp.objects.create(journey=journey, campaign=a, follow_up=follow, delay_days=7)
 
-    def decide(customer, campaign, outcome, p=1.0, value=0, *, when=MONDAY, policy="journey", reason=""):
-        Decision.objects.create(
-            customer_id=customer, campaign=campaign, decided_at=when, outcome=outcome, reason=reason, policy=policy,
-            propensity=p, attributed_value=Decimal(value), attribution_closed=True,
-        )  # fmt: skip
+    listed = request.param == "listed"
 
-    S, OUT = Decision.SKIPPED, Decision.OUTRANKED
-    decide(1, a, Decision.SEND, 0.5, 40)
-    decide(1, b, S, reason=OUT)
-    decide(2, b, Decision.SEND, 0.25, 20)
-    decide(2, a, S, reason=OUT)
-    decide(3, a, Decision.NOTHING, 0.2, 10)
-    decide(3, b, Decision.NOTHING, 0.2, 10)
+    def decide(customer, campaign, outcome, p=1.0, value=0, *, when=MONDAY, policy="journey", among=()):
+        Decision.objects.create(
+            customer_id=customer, campaign=campaign, decided_at=when, outcome=outcome, policy=policy,
+            propensity=p, attributed_value=Decimal(value), attribution_closed=True,
+            candidates=sorted({campaign.pk, *(x.pk for x in among)}) if listed else [],
+        )  # fmt: skip
+        for other in [] if listed else among:
+            legacy = (Decision.NOTHING, "") if outcome == Decision.NOTHING else (Decision.SKIPPED, Decision.OUTRANKED)
+            Decision.objects.create(
+                customer_id=customer, campaign=other, decided_at=when, outcome=legacy[0], reason=legacy[1],
+                policy=policy, propensity=p if legacy[0] == Decision.NOTHING else 1.0,
+                attributed_value=Decimal(value if legacy[0] == Decision.NOTHING else 0), attribution_closed=True,
+            )  # fmt: skip
+
+    decide(1, a, Decision.SEND, 0.5, 40, among=[b])
+    decide(2, b, Decision.SEND, 0.25, 20, among=[a])
+    decide(3, a, Decision.NOTHING, 0.2, 10, among=[b])
     decide(4, a, Decision.SEND, 0.8, 0)
-    decide(5, a, Decision.HOLDOUT, 0.4, 5)
-    decide(5, b, S, reason=OUT)
+    decide(5, a, Decision.HOLDOUT, 0.4, 5, among=[b])
     decide(6, b, Decision.CONTROL, 0.3, 0)
     decide(7, a, Decision.SEND, 1.0, 100, policy="manual")
-    decide(8, a, Decision.HOLDOUT, 0.1, 30, policy="manual")
-    decide(8, b, S, reason=OUT, policy="manual")
+    decide(8, a, Decision.HOLDOUT, 0.1, 30, policy="manual", among=[b])
     decide(9, a, Decision.CONTROL, 0.3, 12, when=LATER)
     decide(10, other, Decision.SEND, 0.5, 70)
     decide(11, a, Decision.SEND, 0.5, 999, when=dt.datetime(2025, 4, 5, tzinfo=UTC))

@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from oscar_journeys import app_settings
 from oscar_journeys.ml import rules
@@ -105,13 +106,26 @@ def test_highest_priority_wins_and_the_others_are_outranked(email, person):
     high = make_campaign("High", channels=[email], trigger=c.BIRTHDAY, priority=90)
     e_low, e_high = enroll(low, person, due=NOW), enroll(high, person, due=NOW)
 
-    decision_round(now=NOW)
+    result = decision_round(now=NOW)
 
     assert outcome(e_high) == ("send", "")
-    assert outcome(e_low) == ("skipped", "outranked")
+    # One decision for the customer, listing both campaigns; the outranked step has no row.
+    assert Decision.objects.get().candidates == sorted([low.pk, high.pk])
+    assert not Decision.objects.filter(enrollment=e_low).exists()
+    assert (result.decisions, result.reasons["outranked"]) == (1, 1)
     assert Message.objects.get().campaign == high
     e_low.refresh_from_db()
     assert e_low.status == "completed"  # outranked steps move on, they are not retried
+
+
+def test_the_decision_page_names_the_campaigns_chosen_among(email, person, admin_client):
+    low = make_campaign("Low", channels=[email], trigger=c.BIRTHDAY, priority=10)
+    high = make_campaign("High", channels=[email], trigger=c.BIRTHDAY, priority=90)
+    enroll(low, person, due=NOW), enroll(high, person, due=NOW)
+    decision_round(now=NOW)
+    page = admin_client.get(reverse("admin:oscar_journeys_decision_change", args=[Decision.objects.get().pk]))
+    assert page.status_code == 200 and "Chosen among" in page.text
+    assert '<div class="readonly">Low, High</div>' in page.text  # by id: Low was created first
 
 
 def test_first_usable_channel_in_order(email, sms, make_customer):
