@@ -527,3 +527,12 @@ def test_an_enrollment_whose_customer_vanished_exits_and_is_never_decided(birthd
     assert result.exited == {"customer_gone": 1} and result.decisions == 0
     enrollment.refresh_from_db()
     assert (enrollment.status, enrollment.exit_reason) == ("exited", "customer_gone")
+
+
+def test_candidate_lists_are_the_distinct_campaigns_sorted_as_json():
+    from oscar_journeys.services.decision_plan import candidate_lists
+
+    lists = candidate_lists([5, 3, 5, 5, 3, 9], [7, 12, 7, 1, 8, 4])
+    assert lists.to_dict() == {3: "[8,12]", 5: "[1,7]", 9: "[4]"}
+    assert list(lists.index) == [3, 5, 9]
+    assert candidate_lists([], []).empty
