@@ -303,11 +303,8 @@ def update_enrollments(frame, *, now):
     table = qn(Enrollment._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            temp = bulk.copy_to_temp(cursor, Enrollment, {
-                "id": frame["id"].tolist(), "status": frame["status"].tolist(), "next_step": frame["next_step"].tolist(),
-                "next_due_at": frame["next_due_at"].tolist(), "exit_reason": frame["exit_reason"].tolist(),
-                "held_out": frame["held_out"].tolist(),
-            })
+            columns = ("id", "status", "next_step", "next_due_at", "exit_reason", "held_out")
+            temp = bulk.copy_to_temp(cursor, Enrollment, {name: frame[name] for name in columns})
             cursor.execute(
                 f"UPDATE {table} AS e SET status = v.status, next_step = v.next_step, next_due_at = v.next_due_at, "
                 "exit_reason = CASE WHEN v.exit_reason = '' THEN e.exit_reason ELSE v.exit_reason END, "

@@ -99,3 +99,18 @@ def test_parents_and_their_children_in_one_statement(enrollments):
     assert {(m.decision.enrollment_id, m.decision.step) for m in Message.objects.filter(pk__in=new)} == {
         (enrollments[1].pk, 2), (enrollments[2].pk, 1)
     }
+
+
+def test_copy_text_writes_nulls_quotes_and_timestamps_as_postgresql_reads_them():
+    import pandas as pd
+
+    due = pd.Series([pd.Timestamp("2025-06-02 12:00", tz="UTC"), pd.NaT, pd.Timestamp("2025-06-02 12:00:00.5", tz="UTC")])
+    text = bulk._csv({
+        "id": [1, None, 3], "label": ['say "hi", then go', "", None], "p": [0.25, float("nan"), 1.0],
+        "due": due, "n": pd.Series([1, None, 2], dtype="Int64"), "flag": [True, False, True], "candidates": ["[1,2]"] * 3,
+    })  # fmt: skip
+    assert text.splitlines() == [
+        '1,"say ""hi"", then go",0.25,2025-06-02 12:00:00+00:00,1,True,"[1,2]"',
+        "\\N,,\\N,\\N,\\N,False,\"[1,2]\"",  # NULL is \N; an empty string stays empty
+        "3,\\N,1.0,2025-06-02 12:00:00.500000+00:00,2,True,\"[1,2]\"",
+    ]
