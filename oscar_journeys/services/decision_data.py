@@ -104,13 +104,8 @@ def claim_due(*, now, ranges=None):
         "id", "campaign_id", "customer_id", "trigger_key", "next_step", "held_out",
         "at" if postgresql else "triggered_at", "customer__time_zone",
     )
-    # Straight from the cursor: no per-row converters; the frame parses the times in bulk.
-    sql, params = rows.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=CLAIM_COLUMNS)
-    frame["held_out"] = pd.Series([None if v is None else bool(v) for v in frame["held_out"]], dtype=object)
-    frame["time_zone"] = frame["time_zone"].astype(object)
+    # Straight from the database (no per-row converters); the frame parses the times in bulk.
+    frame = bulk.read_frame(rows, CLAIM_COLUMNS, text=("trigger_key", "time_zone"), flags=("held_out",))
     if postgresql:
         frame["triggered_at"] = pd.to_datetime(frame["triggered_at"].astype("int64"), unit="us", utc=True)
     else:  # SQLite: text in UTC

@@ -17,6 +17,7 @@ are left out (their events and snapshots belong to the survivor).
 """
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from ..events import event_types
 from ..ml import audience
 from ..models import Customer, Event, Snapshot, TargetGroup
 from ..models.snapshots import STORED_AS
+from . import bulk
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +103,15 @@ class RuleFrames:
             .order_by("customer_id", "as_of")
         )
         columns = ["customer_id", "as_of", *stored]
-        rows = [*latest.values_list(*columns), *older.values_list(*columns)]
-        frame = pd.DataFrame.from_records(rows, columns=columns).drop_duplicates("customer_id", keep="last")
+        kinds = {name: Snapshot._meta.get_field(name).get_internal_type() for name in stored}
+        text = [name for name, kind in kinds.items() if kind in ("CharField", "JSONField")]
+        # Straight from the database (``bulk.read_frame``): no Python object per value.
+        parts = [bulk.read_frame(rows.values_list(*columns), columns, text=text) for rows in (latest, older)]
+        parts = [part for part in parts if len(part)] or parts[:1]
+        frame = pd.concat(parts, ignore_index=True).drop_duplicates("customer_id", keep="last")
+        frame["customer_id"] = frame["customer_id"].astype("int64")
+        for name in (name for name, kind in kinds.items() if kind == "JSONField"):
+            frame[name] = frame[name].map(lambda value: json.loads(value) if value else [])
         if "next_order_days" in names:
             days = pd.to_datetime(frame["next_order_date"]) - pd.to_datetime(frame["as_of"])
             frame["next_order_days"] = days.dt.days.astype("float64")

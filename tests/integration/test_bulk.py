@@ -1,6 +1,7 @@
 """Bulk inserts without model instances: conflicting rows are skipped, defaults applied."""
 
 import datetime as dt
+import json
 
 import pytest
 from django.db import connection
@@ -114,3 +115,23 @@ def test_copy_text_writes_nulls_quotes_and_timestamps_as_postgresql_reads_them()
         "\\N,,\\N,\\N,\\N,False,\"[1,2]\"",  # NULL is \N; an empty string stays empty
         "3,\\N,1.0,2025-06-02 12:00:00.500000+00:00,2,True,\"[1,2]\"",
     ]
+
+
+def test_read_frame_reads_numbers_text_flags_and_nothing(enrollments):
+    from oscar_journeys.models import Enrollment
+
+    first, second, third = enrollments
+    Enrollment.objects.filter(pk=first.pk).update(held_out=True, exit_reason="ordered", next_due_at=None)
+    Enrollment.objects.filter(pk=second.pk).update(held_out=False)
+    rows = Enrollment.objects.order_by("id").values_list("id", "customer_id", "held_out", "exit_reason", "next_step",
+                                                         "trigger_key", "context")
+    frame = bulk.read_frame(rows, ["id", "customer", "held", "reason", "step", "key", "context"],
+                            text=("reason", "key"), flags=("held",))
+    assert frame["id"].tolist() == [e.pk for e in enrollments]
+    assert frame["customer"].tolist() == [e.customer_id for e in enrollments]
+    assert frame["held"].tolist() == [True, False, None]
+    assert frame["reason"].tolist() == ["ordered", "", ""]  # blank and NULL text: ""
+    assert frame["key"].tolist() == [e.trigger_key for e in enrollments]
+    assert [json.loads(v) for v in frame["context"]] == [e.context for e in enrollments]  # JSON as text
+    empty = bulk.read_frame(rows.filter(pk__lt=0), ["id", "customer", "held", "reason", "step", "key", "context"])
+    assert len(empty) == 0 and list(empty.columns)[:2] == ["id", "customer"]
