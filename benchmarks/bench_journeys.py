@@ -400,6 +400,9 @@ def run_round(database_url, customers, n_campaigns):
     if wal is not None:
         after = _wal(connection)
         wal = {"wal_gb": round((after[0] - wal[0]) / 1e9, 2), "checkpoints": after[1] - wal[1]}
+        with connection.cursor() as cursor:  # the settings that matter most at this size (docs/settings.md)
+            cursor.execute("SELECT current_setting('shared_buffers'), current_setting('max_wal_size')")
+            wal["settings"] = "shared_buffers {}, max_wal_size {}".format(*cursor.fetchone())
     inside = {k: round(v, 2) for k, v in probe.seconds.items()}
 
     written = dict(Decision.objects.values_list("outcome").annotate(n=Count("id")).order_by("outcome"))
@@ -490,7 +493,7 @@ def main():
           f"{got['round']:.2f} s ({got['timings']}; breakdown: {got['inside']}); skipped {got['reasons']}; "
           f"target <= 60 s  [load avg {os.getloadavg()[0]:.1f}"
           + (f"; server-wide during the round: {got['wal']['wal_gb']} GB of WAL, {got['wal']['checkpoints']} "
-             "checkpoints" if got["wal"] else "") + "]", flush=True)
+             f"checkpoints; server: {got['wal']['settings']}" if got["wal"] else "") + "]", flush=True)
     if options.workers and database == "postgres":
         with _common.scratch_database(database, DATABASE) as url:
             got = _common.run_child(__file__, url, "--customers", n, "--campaigns", k, "--workers", options.workers,
