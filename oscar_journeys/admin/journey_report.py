@@ -24,8 +24,9 @@ the same ``decided_at``. Its *logged* row says what the customer received: the c
 campaigns the policy chose among: the logged row's ``candidates`` list and campaign (and,
 in decisions logged before that list existed, the campaigns it outranked: skipped rows with
 reason "outranked"; a customer given nothing then had a "nothing" row per due campaign). A
-decision belongs to the journey when a logged row names one of the journey's campaigns. ``Decision.propensity`` is the probability, at the decision, that the
-customer receives what the logged row records."""
+decision belongs to the journey when a logged row names one of the journey's campaigns.
+``Decision.propensity`` is the probability, at the decision, that the customer receives
+what the logged row records."""
 
 import datetime as dt
 import math

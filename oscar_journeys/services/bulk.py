@@ -309,7 +309,9 @@ def read_frame(rows, columns, *, text=(), flags=()):
     if not buffer.tell():
         return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
     buffer.seek(0)
-    frame = pd.read_csv(buffer, names=columns, header=None, dtype={name: str for name in (*text, *flags)})
+    # Only an empty field is missing: text such as "NA" or "null" is kept as written.
+    frame = pd.read_csv(buffer, names=columns, header=None, dtype={name: str for name in (*text, *flags)},
+                        keep_default_na=False, na_values=[""])
     for name in text:
         frame[name] = frame[name].fillna("").astype(object)
     for name in flags:

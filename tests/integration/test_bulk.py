@@ -122,7 +122,7 @@ def test_read_frame_reads_numbers_text_flags_and_nothing(enrollments):
 
     first, second, third = enrollments
     Enrollment.objects.filter(pk=first.pk).update(held_out=True, exit_reason="ordered", next_due_at=None)
-    Enrollment.objects.filter(pk=second.pk).update(held_out=False)
+    Enrollment.objects.filter(pk=second.pk).update(held_out=False, exit_reason="NA")  # text, not a missing value
     rows = Enrollment.objects.order_by("id").values_list("id", "customer_id", "held_out", "exit_reason", "next_step",
                                                          "trigger_key", "context")
     frame = bulk.read_frame(rows, ["id", "customer", "held", "reason", "step", "key", "context"],
@@ -130,7 +130,7 @@ def test_read_frame_reads_numbers_text_flags_and_nothing(enrollments):
     assert frame["id"].tolist() == [e.pk for e in enrollments]
     assert frame["customer"].tolist() == [e.customer_id for e in enrollments]
     assert frame["held"].tolist() == [True, False, None]
-    assert frame["reason"].tolist() == ["ordered", "", ""]  # blank and NULL text: ""
+    assert frame["reason"].tolist() == ["ordered", "NA", ""]
     assert frame["key"].tolist() == [e.trigger_key for e in enrollments]
     assert [json.loads(v) for v in frame["context"]] == [e.context for e in enrollments]  # JSON as text
     empty = bulk.read_frame(rows.filter(pk__lt=0), ["id", "customer", "held", "reason", "step", "key", "context"])
