@@ -210,10 +210,11 @@ def listed_counts(rows, campaign_ids, counts):
     listed = listed.explode("candidates").dropna(subset=["candidates"])
     mine = listed["candidates"].isin(list(campaign_ids)).to_numpy()
     listed = listed[mine & (listed["candidates"].astype("float64") != listed["campaign_id"].astype("float64")).to_numpy()]
-    outcome = np.where(listed["outcome"] == Decision.NOTHING, Decision.NOTHING, Decision.SKIPPED)
-    for (campaign_id, name), n in pd.Series(1, index=[listed["candidates"].astype("int64"), outcome]).groupby(
-        level=[0, 1]
-    ).sum().items():
+    pairs = pd.DataFrame({
+        "campaign_id": listed["candidates"].astype("int64").to_numpy(),
+        "outcome": np.where(listed["outcome"] == Decision.NOTHING, Decision.NOTHING, Decision.SKIPPED),
+    })
+    for (campaign_id, name), n in pairs.value_counts().items():
         by_outcome = counts.setdefault(int(campaign_id), {})
         by_outcome[name] = by_outcome.get(name, 0) + int(n)
     return counts

@@ -184,7 +184,8 @@ def _outcomes(since, until):
     frame["campaign_id"] = frame["campaign_id"].astype("Int64").where(received, pd.NA)
     frame["value"] = frame["value"].astype("float64")
     frame["decided_at"] = pd.to_datetime(frame["decided_at"], utc=True)
-    # A customer given nothing has a "nothing" decision per due campaign: one outcome.
+    # One outcome per customer and round: decisions logged before 0007 gave a customer who
+    # received nothing a "nothing" row per due campaign.
     return frame.drop_duplicates(["customer_id", "decided_at"]).drop(columns="outcome").reset_index(drop=True)
 
 
