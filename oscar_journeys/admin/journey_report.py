@@ -29,12 +29,15 @@ decision belongs to the journey when a logged row names one of the journey's cam
 what the logged row records."""
 
 import datetime as dt
+import functools
 import math
+import operator
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -55,6 +58,8 @@ LOGGED = (Decision.SEND, Decision.HOLDOUT, Decision.CONTROL, Decision.NOTHING)
 RANDOMIZED = 1.0  # decisions with a propensity below this were drawn at random
 ROW_COLUMNS = ["id", "customer_id", "campaign_id", "decided_at", "outcome", "policy", "propensity", "value", "closed",
                "candidates"]
+DB_COLUMNS = ["id", "customer_id", "campaign_id", "decided_at", "outcome", "policy", "propensity", "attributed_value",
+              "attribution_closed", "candidates"]
 
 
 # --- the journey's decisions ----------------------------------------------------------------------
@@ -62,20 +67,24 @@ ROW_COLUMNS = ["id", "customer_id", "campaign_id", "decided_at", "outcome", "pol
 
 def decision_rows(campaign_ids, start, end):
     """Every logged and outranked row, decided in [start, end), of the decisions (customer,
-    ``decided_at``) that have a logged row naming one of ``campaign_ids``. One query."""
+    ``decided_at``) that have a logged row naming one of ``campaign_ids``, or a "nothing"
+    row listing one of them among its ``candidates`` (the round logs "nothing" on the
+    customer's first due step, which may be another journey's campaign). Two queries."""
     logged_here = Decision.objects.filter(
         customer_id=OuterRef("customer_id"), decided_at=OuterRef("decided_at"), campaign_id__in=campaign_ids,
         outcome__in=LOGGED,
     )  # fmt: skip
+    in_range = Decision.objects.filter(decided_at__gte=start, decided_at__lt=end).order_by()
     rows = (
-        Decision.objects.filter(decided_at__gte=start, decided_at__lt=end)
-        .filter(Q(outcome__in=LOGGED) | Q(outcome=Decision.SKIPPED, reason=Decision.OUTRANKED))
+        in_range.filter(Q(outcome__in=LOGGED) | Q(outcome=Decision.SKIPPED, reason=Decision.OUTRANKED))
         .filter(Exists(logged_here))
-        .order_by()
-        .values_list("id", "customer_id", "campaign_id", "decided_at", "outcome", "policy", "propensity",
-                     "attributed_value", "attribution_closed", "candidates")
-    )  # fmt: skip
-    frame = pd.DataFrame.from_records(list(rows), columns=ROW_COLUMNS)
+        .values_list(*DB_COLUMNS)
+    )
+    elsewhere = in_range.filter(outcome=Decision.NOTHING).exclude(campaign_id__in=campaign_ids)
+    if campaign_ids and connection.features.supports_json_field_contains:  # PostgreSQL: filtered there
+        elsewhere = elsewhere.filter(functools.reduce(operator.or_, (Q(candidates__contains=[pk]) for pk in campaign_ids)))
+    elsewhere = [row for row in elsewhere.values_list(*DB_COLUMNS) if set(row[-1] or ()) & set(campaign_ids)]
+    frame = pd.DataFrame.from_records([*rows, *elsewhere], columns=ROW_COLUMNS)
     frame["value"] = frame["value"].astype("float64")
     frame["propensity"] = frame["propensity"].astype("float64")
     frame["decided_at"] = pd.to_datetime(frame["decided_at"], utc=True)

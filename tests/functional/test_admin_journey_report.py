@@ -286,6 +286,22 @@ def test_a_period_of_skipped_manual_decisions_only(admin_client, logged):
     assert [n for _week, n, _sent in response.context["weeks"]] == [0] * 5
 
 
+def test_nothing_logged_on_another_journeys_campaign_counts_for_every_journey_listed(admin_client, logged):
+    """The round logs "nothing" on the customer's first due step; when that campaign is not
+    the journey's, the decision still lists the journey's campaigns among its candidates."""
+    a, b, other = (Campaign.objects.get(name=n) for n in ("Cross-sell A", "Series B", "Elsewhere Z"))
+    when = dt.datetime(2025, 5, 6, 9, tzinfo=UTC)
+    Decision.objects.create(customer_id=30, campaign=other, decided_at=when, outcome=Decision.NOTHING,
+                            policy="journey", propensity=0.5, candidates=sorted([other.pk, a.pk]))  # fmt: skip
+    Decision.objects.create(customer_id=31, campaign=other, decided_at=when, outcome=Decision.NOTHING,
+                            policy="journey", propensity=0.5, candidates=[other.pk])  # not ours  # fmt: skip
+    response = report(admin_client, logged, {"start": "2025-05-01", "end": "2025-05-31"})
+    assert response.context["decisions"] == 1
+    assert [n for _week, n, _sent in response.context["weeks"]] == [0, 1, 0, 0, 0]
+    assert rows_by_name(response)["Cross-sell A"]["decisions"] == 1
+    assert rows_by_name(response)["Series B"]["decisions"] == 0
+
+
 def test_the_report_needs_the_view_journey_permission(client, logged):
     user = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
     client.force_login(user)
