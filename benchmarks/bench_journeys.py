@@ -192,6 +192,7 @@ def generate(customers, n_campaigns):
     )
     from oscar_journeys.models import campaigns as c
     from oscar_journeys.services import bulk, snapshots
+    from oscar_journeys.services.triggers.base import insert_enrollments
 
     channel = Channel.objects.create(
         name="Email", kind="email", backend="oscar_journeys.channels.console.ConsoleChannel",
@@ -265,12 +266,7 @@ def generate(customers, n_campaigns):
                         "context": [f'{{"after_campaign": {after}, "message_id": {m}}}' for m in messages],
                         "next_due_at": due,
                     })
-                bulk.insert_ignoring_conflicts(
-                    Enrollment, frame,
-                    constants={"campaign_id": campaign.pk, "status": Enrollment.ACTIVE, "exit_reason": "",
-                               "next_step": 1, "created_at": NOW - dt.timedelta(days=4),
-                               "updated_at": NOW - dt.timedelta(days=4)},
-                )
+                insert_enrollments(frame, campaign_id=campaign.pk, now=NOW - dt.timedelta(days=4))
         snapshots.snapshot_replace(
             everyone.iloc[start - 1: start - 1 + n].assign(as_of=as_of), days=[as_of],
             customer_range=(int(ids[0]), int(ids[-1]) + 1), now=NOW - dt.timedelta(hours=10), training_run=1,

@@ -1,7 +1,7 @@
 from .campaigns import Campaign, CampaignChannel, CampaignStep, ExclusionRule, FrequencyCap, MessageTemplate
 from .channels import Channel
 from .consent import Consent, Suppression
-from .delivery import Decision, Enrollment, Message
+from .delivery import Decision, DueStep, Enrollment, Message
 from .journeys import FollowUp, Journey, PolicyVersion
 from .segments import MicroSegment, TargetGroup, TrainingRun
 from .snapshots import Snapshot
@@ -18,6 +18,7 @@ __all__ = [
     "CustomerIdentifier",
     "CustomerMerge",
     "Decision",
+    "DueStep",
     "Enrollment",
     "Event",
     "EventSource",

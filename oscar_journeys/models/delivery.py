@@ -22,7 +22,7 @@ by the next round."""
 import hashlib
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -76,14 +76,73 @@ class Enrollment(models.Model):
             )
         ]
         indexes = [
-            # Only active enrollments are looked up by due time; a completed or exited one
-            # leaves this index (and its update writes one index entry fewer).
-            models.Index(fields=["next_due_at"], condition=models.Q(status="active"), name="oscar_journeys_enr_due"),
+            # What is due is looked up in DueStep, not here: no index covers a column a
+            # round changes, so PostgreSQL updates a row in place (a "HOT" update, no new
+            # index entries; the table keeps room for it, migration 0008).
             models.Index(fields=["customer", "campaign", "triggered_at"], name="oscar_journeys_enr_cust"),
         ]
 
     def __str__(self):
         return f"{self.campaign_id}:{self.customer_id}:{self.trigger_key}"
+
+    def save(self, *args, **kwargs):
+        """Save, and keep the enrollment's ``DueStep`` in step with it (``update_fields``
+        naming neither the status nor the due time leaves it alone)."""
+        fields = kwargs.get("update_fields")
+        with transaction.atomic(using=kwargs.get("using")):
+            super().save(*args, **kwargs)
+            if fields is None or {"status", "next_due_at"} & set(fields):
+                self.schedule()
+
+    def schedule(self):
+        """Write or delete this enrollment's ``DueStep`` after its status or due time changed."""
+        if self.status == self.ACTIVE and self.next_due_at is not None:
+            DueStep.objects.update_or_create(
+                enrollment_id=self.pk, defaults={"customer_id": self.customer_id, "due_at": self.next_due_at}
+            )
+        else:
+            DueStep.objects.filter(enrollment_id=self.pk).delete()
+
+
+class DueStep(models.Model):
+    """What is due: one row per active enrollment with a next step, holding the
+    enrollment's ``next_due_at`` (and its customer, for the rounds' customer-id ranges).
+
+    The rounds look up what is due here, in a narrow table, and not on ``Enrollment``: a
+    round moves hundreds of thousands of enrollments on, and with no index on the columns it
+    changes there, PostgreSQL updates an enrollment in place (measured on 2,000,000
+    enrollments: 32 s with an index on the due time, 6.6 s without). Written wherever
+    ``next_due_at`` or the status is: ``Enrollment.save``, the triggers' bulk enrolment, the
+    round's advance and the exits (a queryset ``update()`` of either column elsewhere must
+    do the same)."""
+
+    enrollment = models.OneToOneField(
+        Enrollment,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="due",
+        db_constraint=False,
+        verbose_name=_("enrollment"),
+    )
+    # The enrollment's customer, copied: a round claims a customer-id range.
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        verbose_name=_("customer"),
+    )
+    due_at = models.DateTimeField(_("due at"))
+
+    class Meta:
+        app_label = "oscar_journeys"
+        verbose_name = _("due step")
+        verbose_name_plural = _("due steps")
+        indexes = [models.Index(fields=["due_at", "customer"], name="oscar_journeys_due_at")]
+
+    def __str__(self):
+        return f"{self.enrollment_id} @ {self.due_at:%Y-%m-%d %H:%M}"
 
 
 def message_idempotency_key(*, customer_id, campaign_id, step, trigger_key):

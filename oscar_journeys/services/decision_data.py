@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from django.db import connection
-from django.db.models import BigIntegerField, Q
+from django.db.models import BigIntegerField, Max, Min, Q
 from django.db.models.functions import Cast, Extract
 
 from .. import app_settings
@@ -20,6 +20,7 @@ from ..models import (
     CampaignChannel,
     CampaignStep,
     Decision,
+    DueStep,
     Enrollment,
     Event,
     ExclusionRule,
@@ -90,11 +91,13 @@ def claim_due(*, now, ranges=None):
     """The active enrollments due at ``now`` (of customers in ``ranges``, half-open
     customer-id ranges; None for all) as a frame (``CLAIM_COLUMNS``). The caller holds the
     shards' locks (``lock_shards``)."""
-    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, next_due_at__lte=now)
+    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, due__due_at__lte=now)
     if ranges is not None:
         if not ranges:
             return pd.DataFrame({name: pd.Series(dtype=CLAIM_DTYPES.get(name, object)) for name in CLAIM_COLUMNS})
-        due = due.filter(functools.reduce(operator.or_, (Q(customer_id__gte=lo, customer_id__lt=hi) for lo, hi in ranges)))
+        due = due.filter(
+            functools.reduce(operator.or_, (Q(due__customer_id__gte=lo, due__customer_id__lt=hi) for lo, hi in ranges))
+        )
     postgresql = connection.vendor == "postgresql"
     if postgresql:  # microseconds since the epoch: a number per row, not a datetime to build
         due = due.annotate(
@@ -290,12 +293,14 @@ def queued_message_ids(keys, *, send_after):
 def update_enrollments(frame, *, now):
     """Write ``status``, ``next_step``, ``next_due_at`` (NaT: none), ``exit_reason`` (""
     keeps the current one) and ``held_out`` of the enrollments in ``frame`` (column ``id``),
-    and ``updated_at``: one ``UPDATE ... FROM`` a ``COPY``'d temporary table on PostgreSQL,
-    an ``executemany`` of one UPDATE per row elsewhere."""
+    and ``updated_at``; and their ``DueStep``: moved to the new due time, or deleted when
+    the enrollment is no longer active or has no next step. On PostgreSQL one ``UPDATE ...
+    FROM`` a ``COPY``'d temporary table per table (the enrollments' in place: no index covers
+    what changes); elsewhere an ``executemany`` of one statement per row."""
     if not len(frame):
         return
     qn = connection.ops.quote_name
-    table = qn(Enrollment._meta.db_table)
+    table, due_table = qn(Enrollment._meta.db_table), qn(DueStep._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             columns = ("id", "status", "next_step", "next_due_at", "exit_reason", "held_out")
@@ -306,31 +311,50 @@ def update_enrollments(frame, *, now):
                 f"held_out = v.held_out, updated_at = %s FROM {temp} AS v WHERE e.id = v.id",
                 [now],
             )
-            cursor.execute(f"DROP TABLE {temp}")
-        else:
-            adapt = connection.ops.adapt_datetimefield_value
-            due = [None if pd.isna(t) else adapt(t.to_pydatetime()) for t in frame["next_due_at"]]
-            cursor.executemany(
-                f"UPDATE {table} SET status = %s, next_step = %s, next_due_at = %s, "
-                "exit_reason = CASE WHEN %s = '' THEN exit_reason ELSE %s END, held_out = %s, updated_at = %s "
-                "WHERE id = %s",
-                [
-                    (status, step, at, reason, reason, held, adapt(now), pk)
-                    for status, step, at, reason, held, pk in zip(
-                        frame["status"].tolist(), frame["next_step"].tolist(), due, frame["exit_reason"].tolist(),
-                        frame["held_out"].tolist(), frame["id"].tolist(),
-                    )
-                ],
+            cursor.execute(
+                f"DELETE FROM {due_table} AS d USING {temp} AS v WHERE d.enrollment_id = v.id "
+                "AND (v.status <> %s OR v.next_due_at IS NULL)",
+                [Enrollment.ACTIVE],
             )
+            cursor.execute(
+                f"UPDATE {due_table} AS d SET due_at = v.next_due_at FROM {temp} AS v WHERE d.enrollment_id = v.id "
+                "AND v.status = %s AND v.next_due_at IS NOT NULL AND d.due_at <> v.next_due_at",
+                [Enrollment.ACTIVE],
+            )
+            cursor.execute(f"DROP TABLE {temp}")
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        due = [None if pd.isna(t) else adapt(t.to_pydatetime()) for t in frame["next_due_at"]]
+        ids, statuses = frame["id"].tolist(), frame["status"].tolist()
+        cursor.executemany(
+            f"UPDATE {table} SET status = %s, next_step = %s, next_due_at = %s, "
+            "exit_reason = CASE WHEN %s = '' THEN exit_reason ELSE %s END, held_out = %s, updated_at = %s "
+            "WHERE id = %s",
+            [
+                (status, step, at, reason, reason, held, adapt(now), pk)
+                for status, step, at, reason, held, pk in zip(
+                    statuses, frame["next_step"].tolist(), due, frame["exit_reason"].tolist(),
+                    frame["held_out"].tolist(), ids,
+                )
+            ],
+        )
+        scheduled = [status == Enrollment.ACTIVE and at is not None for status, at in zip(statuses, due)]
+        cursor.executemany(
+            f"DELETE FROM {due_table} WHERE enrollment_id = %s",
+            [(pk,) for pk, keep in zip(ids, scheduled) if not keep],
+        )
+        cursor.executemany(
+            f"UPDATE {due_table} SET due_at = %s WHERE enrollment_id = %s",
+            [(at, pk) for pk, at, keep in zip(ids, due, scheduled) if keep],
+        )
 
 
 def due_customer_ranges(*, now, shard_size):
     """Half-open customer-id ranges of ``shard_size`` (aligned on its multiples) covering
     every customer with an active enrollment due at ``now``."""
-    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, next_due_at__lte=now).values_list("customer_id", flat=True)
-    lowest = due.order_by("customer_id").first()
+    due = DueStep.objects.filter(due_at__lte=now).aggregate(lowest=Min("customer_id"), highest=Max("customer_id"))
+    lowest, highest = due["lowest"], due["highest"]
     if lowest is None:
         return []
-    highest = due.order_by("-customer_id").first()
     return [(k * shard_size, (k + 1) * shard_size) for k in range(lowest // shard_size, highest // shard_size + 1)]
 

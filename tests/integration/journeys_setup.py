@@ -3,16 +3,20 @@ with steps and templates, enrollments made directly (no trigger scan)."""
 
 import datetime as dt
 
+import pandas as pd
+
 from oscar_journeys.models import (
     Campaign,
     CampaignChannel,
     CampaignStep,
     Channel,
     Consent,
+    DueStep,
     Enrollment,
     MessageTemplate,
 )
 from oscar_journeys.models import campaigns as c
+from oscar_journeys.services.triggers.base import insert_enrollments
 
 LOCMEM = "oscar_journeys.channels.locmem.LocmemChannel"
 LOCMEM_SMS = "oscar_journeys.channels.locmem.LocmemSmsChannel"
@@ -52,6 +56,25 @@ def enroll(campaign, customer, *, due, triggered_at=None, step=1, key=None, cont
     return Enrollment.objects.create(
         campaign=campaign, customer=customer, trigger_key=key or f"test:{customer.pk}:{triggered_at.timestamp()}",
         triggered_at=triggered_at, next_step=step, next_due_at=due, context=context or {},
+    )
+
+
+def enroll_all(campaign, customers, *, due, key="k"):
+    """Enroll every customer at once, due at ``due``, through the triggers' bulk insert."""
+    ids = [customer.pk for customer in customers]
+    rows = pd.DataFrame({
+        "customer_id": ids, "trigger_key": key, "triggered_at": pd.Timestamp(due), "context": "{}",
+        "next_due_at": pd.Timestamp(due),
+    })
+    return insert_enrollments(rows, campaign_id=campaign.pk, now=due)
+
+
+def assert_due_steps_follow_enrollments():
+    """Every active enrollment with a next step has its due step, at its due time, and no
+    other enrollment has one."""
+    expected = Enrollment.objects.filter(status=Enrollment.ACTIVE, next_due_at__isnull=False)
+    assert set(DueStep.objects.values_list("enrollment_id", "customer_id", "due_at")) == set(
+        expected.values_list("id", "customer_id", "next_due_at")
     )
 
 

@@ -10,14 +10,23 @@ from django.urls import reverse
 
 from oscar_journeys import app_settings
 from oscar_journeys.ml import rules
-from oscar_journeys.models import Customer, Decision, Enrollment, Event, ExclusionRule, FrequencyCap, Message, Snapshot
+from oscar_journeys.models import Customer, Decision, DueStep, Enrollment, Event, ExclusionRule, FrequencyCap, Message, Snapshot
 from oscar_journeys.models import campaigns as c
 from oscar_journeys.models.delivery import message_idempotency_key
 from oscar_journeys.services import decision_data
 from oscar_journeys.services.consent import suppress
 from oscar_journeys.services.decisions import decision_round
 
-from .journeys_setup import BACKENDS, LOCMEM_SMS, consent, enroll, make_campaign, make_channel
+from .journeys_setup import (
+    BACKENDS,
+    LOCMEM_SMS,
+    assert_due_steps_follow_enrollments,
+    consent,
+    enroll,
+    enroll_all,
+    make_campaign,
+    make_channel,
+)
 
 NOW = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.timezone.utc)  # 13:00 in London
 
@@ -83,6 +92,21 @@ def test_the_last_step_completes_the_enrollment(birthday, person):
     decision_round(now=NOW)
     enrollment.refresh_from_db()
     assert (enrollment.status, enrollment.next_due_at) == ("completed", None)
+    assert_due_steps_follow_enrollments()
+
+
+def test_an_enrollment_saved_keeps_its_due_step_in_step(birthday, person):
+    enrollment = enroll(birthday, person, due=NOW)
+    assert DueStep.objects.get().due_at == NOW
+    enrollment.next_due_at = NOW + dt.timedelta(hours=2)
+    enrollment.save()
+    assert_due_steps_follow_enrollments()
+    assert decision_round(now=NOW + dt.timedelta(hours=1)).due == 0
+    enrollment.status = Enrollment.EXITED
+    enrollment.save(update_fields=["status"])
+    assert not DueStep.objects.exists()
+    enrollment.delete()
+    assert not DueStep.objects.exists()
 
 
 def test_nothing_due_nothing_written(birthday, person):
@@ -244,10 +268,7 @@ def test_global_control_group_share_and_stability(birthday, settings):
     n = 1500
     Customer.objects.bulk_create([Customer(email=f"c{i}@example.com") for i in range(n)])
     customers = list(Customer.objects.order_by("pk"))
-    Enrollment.objects.bulk_create([
-        Enrollment(campaign=birthday, customer=cu, trigger_key="k", triggered_at=NOW, next_due_at=NOW)
-        for cu in customers
-    ])
+    enroll_all(birthday, customers, due=NOW)
 
     result = decision_round(now=NOW)
 
@@ -266,15 +287,15 @@ def test_campaign_holdout_is_drawn_once_and_followed_through_every_step(email, s
     campaign = make_campaign("Series", channels=[email], trigger=c.BIRTHDAY, steps=((0, "hours"), (1, "days")),
                              holdout_percent=30)
     Customer.objects.bulk_create([Customer(email=f"h{i}@example.com") for i in range(600)])
-    Enrollment.objects.bulk_create([
-        Enrollment(campaign=campaign, customer=cu, trigger_key="k", triggered_at=NOW, next_due_at=NOW)
-        for cu in Customer.objects.all()
-    ])
+    enroll_all(campaign, Customer.objects.all(), due=NOW)
     ids = list(Enrollment.objects.order_by("pk").values_list("pk", flat=True))
     expected = dict(zip(ids, rules.in_group(ids, seed=app_settings.RANDOMIZATION_SEED, salt=f"holdout:{campaign.pk}", percent=30)))
 
     decision_round(now=NOW)
+    assert Enrollment.objects.filter(next_step=2, status="active").count() == 600
+    assert_due_steps_follow_enrollments()  # 600 due steps moved a day on
     decision_round(now=NOW + dt.timedelta(days=1))
+    assert_due_steps_follow_enrollments()  # and deleted: every enrollment completed
 
     stored = dict(Enrollment.objects.values_list("pk", "held_out"))
     assert stored == {pk: bool(v) for pk, v in expected.items()}
@@ -300,6 +321,7 @@ def test_quiet_hours_defer_without_a_decision(email, person, birthday):
     enrollment.refresh_from_db()
     morning = dt.datetime(2025, 6, 3, 6, 0, tzinfo=dt.timezone.utc)  # 08:00 in Madrid
     assert (enrollment.next_due_at, enrollment.next_step) == (morning, 1)
+    assert_due_steps_follow_enrollments()  # the due step moved too
     assert decision_round(now=morning - dt.timedelta(minutes=1)).due == 0
     decision_round(now=morning)
     assert outcome(enrollment) == ("send", "")
@@ -330,6 +352,7 @@ def test_a_deferred_step_pushes_the_next_one_by_the_same_spacing(email, person):
     enrollment.refresh_from_db()
     assert enrollment.next_step == 2
     assert enrollment.next_due_at == trigger + dt.timedelta(hours=14)  # 2 h after, not at 03:00
+    assert_due_steps_follow_enrollments()
 
 
 def test_send_tasks_are_queued_after_commit_in_batches(birthday, settings, django_capture_on_commit_callbacks):

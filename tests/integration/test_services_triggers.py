@@ -15,12 +15,13 @@ from oscar.apps.partner.strategy import Default
 from oscar.test.factories import create_order, create_product
 
 from oscar_journeys.ml import schema
-from oscar_journeys.models import Campaign, CampaignStep, Customer, CustomerIdentifier, Enrollment
+from oscar_journeys.models import Campaign, CampaignStep, Customer, CustomerIdentifier, DueStep, Enrollment
 from oscar_journeys.services.customers import customer_for_user, customer_merge
 from oscar_journeys.services.timeline import timeline_record_event
 from oscar_journeys.services.triggers import enrollments_exit_due, triggers_scan
 from oscar_journeys.services.triggers.calendar import latest_occurrence
 from tests import storefront
+from tests.integration.journeys_setup import assert_due_steps_follow_enrollments
 
 pytestmark = pytest.mark.django_db
 
@@ -102,6 +103,30 @@ def test_an_abandoned_basket_enrolls_its_owner_once(product, shopper, now):
     assert triggers_scan(now=now) == {campaign.pk: 0}
     assert triggers_scan(now=now + dt.timedelta(hours=5)) == {campaign.pk: 0}
     assert Enrollment.objects.count() == 1
+    assert_due_steps_follow_enrollments()
+
+
+def test_bulk_enrolment_gives_each_new_enrollment_its_due_step_and_leaves_the_others(make_customer, now):
+    import pandas as pd
+
+    from oscar_journeys.services.triggers.base import insert_enrollments
+
+    campaign = make_campaign("cart_abandoned")
+    first, second = make_customer(), make_customer()
+    rows = pd.DataFrame({"customer_id": [first.pk], "trigger_key": ["a"], "triggered_at": [pd.Timestamp(now)],
+                         "context": ["{}"], "next_due_at": [pd.Timestamp(now)]})
+    assert insert_enrollments(rows, campaign_id=campaign.pk, now=now) == 1
+    moved = Enrollment.objects.get()
+    moved.next_due_at = now + dt.timedelta(days=1)
+    moved.save()
+    both = pd.concat([rows, rows.assign(customer_id=second.pk, next_due_at=pd.Timestamp(now + dt.timedelta(hours=1)))])
+
+    assert insert_enrollments(both, campaign_id=campaign.pk, now=now) == 1  # the first key is taken
+
+    assert_due_steps_follow_enrollments()
+    assert dict(DueStep.objects.values_list("customer_id", "due_at")) == {
+        first.pk: now + dt.timedelta(days=1), second.pk: now + dt.timedelta(hours=1)
+    }
 
 
 def test_a_basket_touched_within_the_delay_waits(product, shopper, now):
@@ -490,7 +515,9 @@ def test_cart_exits(product, make_customer, now):
     baskets = {c.pk: make_basket(product, touched=touched, holder=c) for c in (orderer, emptier, keeper, not_due)}
     campaign = make_campaign("cart_abandoned")
     assert triggers_scan(now=now) == {campaign.pk: 4}
-    Enrollment.objects.filter(customer=not_due).update(next_due_at=now + dt.timedelta(hours=1))
+    later = Enrollment.objects.get(customer=not_due)
+    later.next_due_at = now + dt.timedelta(hours=1)
+    later.save()  # and its due step
     record(orderer, schema.ORDER_PLACED, now - dt.timedelta(minutes=5))
     record(not_due, schema.ORDER_PLACED, now - dt.timedelta(minutes=5))
     baskets[emptier.pk].flush()
@@ -501,6 +528,7 @@ def test_cart_exits(product, make_customer, now):
     assert status[emptier.pk] == ("exited", "basket_emptied", None)
     assert status[keeper.pk][:2] == ("active", "")
     assert status[not_due.pk][:2] == ("active", "")  # not due yet: looked at when it is
+    assert_due_steps_follow_enrollments()  # the exited have none left
     assert enrollments_exit_due(now=now) == {}
 
 

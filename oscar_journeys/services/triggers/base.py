@@ -20,11 +20,11 @@ import logging
 import pandas as pd
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
-from django.db.models import CharField, Q
+from django.db import connection, transaction
+from django.db.models import CharField, Max, Q
 from django.db.models.functions import Cast
 
-from ...models import Enrollment
+from ...models import DueStep, Enrollment
 from ..bulk import insert_ignoring_conflicts
 
 logger = logging.getLogger(__name__)
@@ -154,15 +154,36 @@ def enroll(campaign, found, *, now, delay):
             "next_due_at": found["triggered_at"] + pd.Timedelta(delay),
         }
     )
+    return insert_enrollments(rows, campaign_id=campaign.pk, now=now)
+
+
+def insert_enrollments(rows, *, campaign_id, now):
+    """Insert ``rows`` (``customer_id``, ``trigger_key``, ``triggered_at``, ``context`` as
+    JSON text, ``next_due_at``) as active enrollments of the campaign at step 1, with their
+    ``DueStep``; return how many were inserted (a row whose key is taken is skipped)."""
     constants = {
-        "campaign_id": campaign.pk,
+        "campaign_id": campaign_id,
         "status": Enrollment.ACTIVE,
         "exit_reason": "",
         "next_step": 1,
         "created_at": now,
         "updated_at": now,
     }
-    return insert_ignoring_conflicts(Enrollment, rows, constants=constants)
+    with transaction.atomic():
+        # The ids given now are above every id given before: the due steps of the rows
+        # inserted here are those of the active enrollments above it that have none yet.
+        before = Enrollment.objects.aggregate(top=Max("id"))["top"] or 0
+        inserted = insert_ignoring_conflicts(Enrollment, rows, constants=constants)
+        if inserted:
+            qn = connection.ops.quote_name
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {qn(DueStep._meta.db_table)} (enrollment_id, customer_id, due_at) "
+                    f"SELECT id, customer_id, next_due_at FROM {qn(Enrollment._meta.db_table)} "
+                    "WHERE id > %s AND status = %s AND next_due_at IS NOT NULL ON CONFLICT DO NOTHING",
+                    [before, Enrollment.ACTIVE],
+                )
+    return inserted
 
 
 def identified(prefix="customer__"):

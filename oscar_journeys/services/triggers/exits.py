@@ -1,7 +1,7 @@
 """Exit conditions: a due enrollment whose reason to be has gone leaves its campaign before
 its next step is decided.
 
-Among the active enrollments with ``next_due_at <= now`` (one customer-id range when
+Among the active enrollments with a step due at ``now`` (``DueStep``) (one customer-id range when
 sharded), in this order:
 
 ========================  ==================  ====================================================
@@ -19,7 +19,8 @@ after a purchase          ``order_cancelled`` the order was cancelled
 ========================  ==================  ====================================================
 
 Each is one set-based UPDATE (status ``exited``, ``exit_reason``, ``next_due_at`` None)
-with correlated EXISTS sub-queries on indexes. The customer's events are looked up on the
+with correlated EXISTS sub-queries on indexes; one DELETE then drops the exited
+enrollments' due steps. The customer's events are looked up on the
 customer the enrollment's customer was merged into, if it was.
 """
 
@@ -34,7 +35,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from ...ml import schema
-from ...models import Campaign, Customer, Enrollment, Event
+from ...models import Campaign, Customer, DueStep, Enrollment, Event
 from ...models import campaigns as triggers
 from .orders import order_number
 
@@ -99,16 +100,17 @@ def enrollments_exit_due(*, now=None, customer_range=None):
     ``{exit reason: count}`` (reasons with none left out). ``customer_range``: a half-open
     ``(lo, hi)`` range of customer ids, or None for all."""
     now = now or timezone.now()
-    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, next_due_at__lte=now)
+    steps = DueStep.objects.filter(due_at__lte=now)
     if customer_range is not None:
         lo, hi = customer_range
-        due = due.filter(customer_id__gte=lo, customer_id__lt=hi)
+        steps = steps.filter(customer_id__gte=lo, customer_id__lt=hi)
+    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, pk__in=steps.values("enrollment_id"))
     counts = {}
     with transaction.atomic():
         # Enrollments have no database constraint on their customer (models/delivery.py). The
         # claim's join leaves one without its customer due for ever: those overdue by a day
         # (not the many just due, which would cost a look-up each) are let go here.
-        overdue = due.filter(next_due_at__lte=now - dt.timedelta(days=1))
+        overdue = due.filter(pk__in=steps.filter(due_at__lte=now - dt.timedelta(days=1)).values("enrollment_id"))
         _exit(overdue.filter(~Exists(Customer.objects.filter(pk=OuterRef("customer_id")))), CUSTOMER_GONE, counts, now)
         campaigns = list(Campaign.objects.all())
         stopped = [campaign.pk for campaign in campaigns if not campaign.is_running(now)]
@@ -126,6 +128,8 @@ def enrollments_exit_due(*, now=None, customer_range=None):
         _exit(browse.filter(_events_since_trigger(schema.BASKET_ADDITION)), ADDED_TO_BASKET, counts, now)
         _exit(of(triggers.WIN_BACK).filter(_events_since_trigger(schema.ORDER_PLACED)), ORDERED, counts, now)
         _exit(of(triggers.POST_PURCHASE).filter(_order_cancelled()), ORDER_CANCELLED, counts, now)
+        if counts:
+            steps.exclude(enrollment__status=Enrollment.ACTIVE).delete()
     if counts:
         logger.info("enrollments exited: %s", counts)
     return counts
