@@ -5,8 +5,9 @@ Django's ``bulk_create`` prepares every value of every row through its field cla
 one statement: on PostgreSQL ``COPY``'d into a temporary table (``copy_to_temp``), then one
 ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (or ``UPDATE ... FROM``); on SQLite one
 ``executemany``. The triggers enroll with ``insert_ignoring_conflicts`` (a frame in, a count
-out); the decision round writes decisions and messages with ``insert_rows`` (columns in,
-the new rows' ids out on PostgreSQL).
+out); the decision round writes decisions and their messages with
+``insert_rows_with_children`` on PostgreSQL (one statement) and ``insert_rows`` elsewhere
+(columns in, the new messages' ids out).
 """
 
 import csv
@@ -163,7 +164,10 @@ def insert_rows_with_children(model, data, *, key, child, child_data, has_child,
     ``insert_rows``' ``data``, where a ``Parent(name)`` value stands for the parent row's
     value (``Parent("pk")``: its new id). One ``COPY`` of both sets of columns into a
     temporary table and one ``INSERT`` with a data-modifying ``WITH``: neither the parents'
-    ids nor the children's columns go through Python a second time."""
+    ids nor the children's columns go through Python a second time. (Drawing the parents'
+    ids from their sequence into the temporary table, then one plain ``INSERT`` per table,
+    was measured slower: 21 s against 17-19.6 s for 500,000 decisions and 466,667
+    messages.)"""
     qn = connection.ops.quote_name
     varying, constants = _split(model, data)
     links = {name: value for name, value in child_data.items() if isinstance(value, Parent)}
