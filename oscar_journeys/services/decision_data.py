@@ -349,10 +349,21 @@ def update_enrollments(frame, *, now):
         )
 
 
+def due_steps(*, now, ranges=None):
+    """The ``DueStep`` rows due at ``now``, of customers in ``ranges`` (half-open customer-id
+    ranges; None: every customer)."""
+    steps = DueStep.objects.filter(due_at__lte=now)
+    if ranges is None:
+        return steps
+    return steps.filter(
+        functools.reduce(operator.or_, (Q(customer_id__gte=lo, customer_id__lt=hi) for lo, hi in ranges), Q(pk__in=[]))
+    )
+
+
 def due_customer_ranges(*, now, shard_size):
     """Half-open customer-id ranges of ``shard_size`` (aligned on its multiples) covering
     every customer with an active enrollment due at ``now``."""
-    due = DueStep.objects.filter(due_at__lte=now).aggregate(lowest=Min("customer_id"), highest=Max("customer_id"))
+    due = due_steps(now=now).aggregate(lowest=Min("customer_id"), highest=Max("customer_id"))
     lowest, highest = due["lowest"], due["highest"]
     if lowest is None:
         return []

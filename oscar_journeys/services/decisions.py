@@ -99,7 +99,7 @@ def decision_round(*, now=None, customer_range=None, enqueue=True, policy=None):
     messages' send tasks are queued when the transaction commits (``journeys_run`` sends
     them in process instead). ``policy``: a policy with ``decide()``; default manual
     priority."""
-    from .triggers import enrollments_exit_due
+    from .triggers.exits import enrollments_exit_due, enrollments_exit_vanished
 
     now = now or timezone.now()
     started = time.monotonic()
@@ -111,6 +111,9 @@ def decision_round(*, now=None, customer_range=None, enqueue=True, policy=None):
         with clock("claim"):
             ranges, result.busy = data.lock_shards(now=now, customer_range=customer_range)
             due = data.claim_due(now=now, ranges=ranges)
+            if data.due_steps(now=now, ranges=ranges).count() > len(due):  # a customer is missing
+                for reason, count in enrollments_exit_vanished(now=now, ranges=ranges).items():
+                    result.exited[reason] = result.exited.get(reason, 0) + count
         result.due = len(due)
         if len(due):
             config = data.load_config()

@@ -550,6 +550,22 @@ def test_an_enrollment_whose_customer_vanished_exits_and_is_never_decided(birthd
     assert result.exited == {"customer_gone": 1} and result.decisions == 0
     enrollment.refresh_from_db()
     assert (enrollment.status, enrollment.exit_reason) == ("exited", "customer_gone")
+    assert_due_steps_follow_enrollments()
+
+
+def test_the_vanished_customer_check_runs_only_when_the_claim_comes_up_short(birthday, person, make_customer):
+    from oscar_journeys.services.triggers import exits
+
+    enroll(birthday, person, due=NOW - dt.timedelta(days=2))
+    orphan = enroll(birthday, consent(make_customer()), due=NOW - dt.timedelta(days=2))
+    with mock.patch.object(exits, "enrollments_exit_vanished", wraps=exits.enrollments_exit_vanished) as check:
+        assert decision_round(now=NOW).decisions == 2
+        assert not check.called  # every due step was claimed
+        orphan.next_due_at, orphan.status = NOW + dt.timedelta(days=1), "active"
+        orphan.save()
+        Enrollment.objects.filter(pk=orphan.pk).update(customer_id=orphan.customer_id + 10_000)
+        result = decision_round(now=NOW + dt.timedelta(days=3))
+    assert check.call_count == 1 and result.exited == {"customer_gone": 1}
 
 
 def test_candidate_lists_are_the_distinct_campaigns_sorted_as_json():

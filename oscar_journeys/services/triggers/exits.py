@@ -1,14 +1,16 @@
 """Exit conditions: a due enrollment whose reason to be has gone leaves its campaign before
 its next step is decided.
 
-Among the active enrollments with a step due at ``now`` (``DueStep``) (one customer-id range when
-sharded), in this order:
+Among the active enrollments with a step due at ``now`` (their ``DueStep``; one customer-id
+range when sharded), in this order:
 
 ========================  ==================  ====================================================
 campaign                  exit reason         when
 ========================  ==================  ====================================================
 any                       ``customer_gone``   overdue by a day, and the customer is gone (deleted
-                                              while a scan enrolled them)
+                                              while a scan enrolled them); checked by
+                                              ``enrollments_exit_vanished``, when the
+                                              round's claim comes up short
 any                       ``campaign_ended``  the campaign is inactive, or ended
 cart abandoned            ``ordered``         the customer placed an order after the trigger
 cart abandoned            ``basket_emptied``  the basket is gone, no longer open, or has no lines
@@ -20,8 +22,8 @@ after a purchase          ``order_cancelled`` the order was cancelled
 
 Each is one set-based UPDATE (status ``exited``, ``exit_reason``, ``next_due_at`` None)
 with correlated EXISTS sub-queries on indexes; one DELETE then drops the exited
-enrollments' due steps. The customer's events are looked up on the
-customer the enrollment's customer was merged into, if it was.
+enrollments' due steps. The customer's events are looked up on the customer the
+enrollment's customer was merged into, if it was.
 """
 
 import datetime as dt
@@ -35,8 +37,9 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from ...ml import schema
-from ...models import Campaign, Customer, DueStep, Enrollment, Event
+from ...models import Campaign, Customer, Enrollment, Event
 from ...models import campaigns as triggers
+from .. import decision_data as data
 from .orders import order_number
 
 logger = logging.getLogger(__name__)
@@ -95,23 +98,37 @@ def _exit(queryset, reason, counts, now):
         counts[reason] = counts.get(reason, 0) + updated
 
 
-def enrollments_exit_due(*, now=None, customer_range=None):
-    """Mark the due active enrollments whose exit condition holds as exited; return
-    ``{exit reason: count}`` (reasons with none left out). ``customer_range``: a half-open
-    ``(lo, hi)`` range of customer ids, or None for all."""
-    now = now or timezone.now()
-    steps = DueStep.objects.filter(due_at__lte=now)
-    if customer_range is not None:
-        lo, hi = customer_range
-        steps = steps.filter(customer_id__gte=lo, customer_id__lt=hi)
-    due = Enrollment.objects.filter(status=Enrollment.ACTIVE, pk__in=steps.values("enrollment_id"))
+def _active(steps):
+    return Enrollment.objects.filter(status=Enrollment.ACTIVE, pk__in=steps.values("enrollment_id"))
+
+
+def enrollments_exit_vanished(*, now, ranges=None):
+    """Enrollments have no database constraint on their customer (models/delivery.py): one
+    whose customer was deleted while a scan enrolled it is never claimed (the claim joins
+    the customer), and would stay due for ever. Let go (``customer_gone``) those overdue by a
+    day, of customers in ``ranges`` (half-open customer-id ranges; None: all); return
+    ``{exit reason: count}``. The round calls it only when the claim found fewer due steps
+    than there are: the check is a look-up per overdue step."""
+    steps = data.due_steps(now=now - dt.timedelta(days=1), ranges=ranges)
     counts = {}
     with transaction.atomic():
-        # Enrollments have no database constraint on their customer (models/delivery.py). The
-        # claim's join leaves one without its customer due for ever: those overdue by a day
-        # (not the many just due, which would cost a look-up each) are let go here.
-        overdue = due.filter(pk__in=steps.filter(due_at__lte=now - dt.timedelta(days=1)).values("enrollment_id"))
-        _exit(overdue.filter(~Exists(Customer.objects.filter(pk=OuterRef("customer_id")))), CUSTOMER_GONE, counts, now)
+        gone = _active(steps).filter(~Exists(Customer.objects.filter(pk=OuterRef("customer_id"))))
+        _exit(gone, CUSTOMER_GONE, counts, now)
+        if counts:
+            steps.exclude(enrollment__status=Enrollment.ACTIVE).delete()
+    return counts
+
+
+def enrollments_exit_due(*, now=None, customer_range=None):
+    """Mark the due active enrollments whose exit condition holds as exited (all but
+    ``customer_gone``: ``enrollments_exit_vanished``); return ``{exit reason: count}``
+    (reasons with none left out). ``customer_range``: a half-open ``(lo, hi)`` range of
+    customer ids, or None for all."""
+    now = now or timezone.now()
+    steps = data.due_steps(now=now, ranges=None if customer_range is None else [tuple(customer_range)])
+    due = _active(steps)
+    counts = {}
+    with transaction.atomic():
         campaigns = list(Campaign.objects.all())
         stopped = [campaign.pk for campaign in campaigns if not campaign.is_running(now)]
         if stopped:
