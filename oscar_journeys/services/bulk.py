@@ -10,6 +10,7 @@ out); the decision round writes decisions and their messages with
 (columns in, the new messages' ids out).
 """
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -17,7 +18,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import JSONField
 
 
@@ -64,8 +65,7 @@ def _copy(cursor, table, names, columns):
 def copy_to_temp(cursor, model, columns):
     """PostgreSQL: ``COPY`` ``columns`` (a DataFrame, or {name: values}; names are field
     names or columns of ``model``) into a new temporary table shaped like those columns of
-    ``model``'s table (dropped at commit); returns its quoted name. pandas writes the CSV
-    in C: far cheaper than adapting each value."""
+    ``model``'s table (dropped at commit); returns its quoted name."""
     qn = connection.ops.quote_name
     names = ", ".join(qn(model._meta.get_field(name).column) for name in columns)
     temp = qn(f"tmp_{model._meta.db_table}")
@@ -75,6 +75,36 @@ def copy_to_temp(cursor, model, columns):
     )
     _copy(cursor, temp, names, columns)
     return temp
+
+
+@contextlib.contextmanager
+def keyed_join(cursor):
+    """PostgreSQL: inside, a statement joining a temporary table to a big table on its key
+    looks each row up in the key's index (a nested loop): work in proportion to the rows
+    of the temporary table, whatever the size of the other. Left to itself the planner (it
+    has no statistics of a temporary table, and prices index look-ups as disk reads) reads
+    the whole big table into a hash, or walks its key index from the start in a merge
+    join: a customer-id shard of a round paid for every enrollment of the table (measured
+    at 2,000,000 enrollments: a shard's 200,000 updated in 0.5 s instead of 1.4-1.6 s;
+    the whole table in 6.2 s against 6.4 s). The planner's settings are the
+    transaction's, and restored on the way out (after a database error the transaction's
+    rollback restores them)."""
+    names = ("enable_hashjoin", "enable_mergejoin")
+    cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in names))
+    before = list(cursor.fetchone())
+
+    def restore():
+        cursor.execute("SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name in names), before)
+
+    cursor.execute("SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in names))
+    try:
+        yield
+    except DatabaseError:
+        raise  # the transaction can run nothing more until it is rolled back
+    except BaseException:
+        restore()
+        raise
+    restore()
 
 
 def _split(model, data):

@@ -95,9 +95,12 @@ def claim_due(*, now, ranges=None):
     if ranges is not None:
         if not ranges:
             return pd.DataFrame({name: pd.Series(dtype=CLAIM_DTYPES.get(name, object)) for name in CLAIM_COLUMNS})
-        due = due.filter(
-            functools.reduce(operator.or_, (Q(due__customer_id__gte=lo, due__customer_id__lt=hi) for lo, hi in ranges))
-        )
+        # The range on both tables (one customer): a shard reads its own enrollments by the
+        # customer index, not every enrollment of the table.
+        due = due.filter(functools.reduce(operator.or_, (
+            Q(due__customer_id__gte=lo, due__customer_id__lt=hi, customer_id__gte=lo, customer_id__lt=hi)
+            for lo, hi in ranges
+        )))
     postgresql = connection.vendor == "postgresql"
     if postgresql:  # microseconds since the epoch: a number per row, not a datetime to build
         due = due.annotate(
@@ -305,22 +308,25 @@ def update_enrollments(frame, *, now):
         if connection.vendor == "postgresql":
             columns = ("id", "status", "next_step", "next_due_at", "exit_reason", "held_out")
             temp = bulk.copy_to_temp(cursor, Enrollment, {name: frame[name] for name in columns})
-            cursor.execute(
-                f"UPDATE {table} AS e SET status = v.status, next_step = v.next_step, next_due_at = v.next_due_at, "
-                "exit_reason = CASE WHEN v.exit_reason = '' THEN e.exit_reason ELSE v.exit_reason END, "
-                f"held_out = v.held_out, updated_at = %s FROM {temp} AS v WHERE e.id = v.id",
-                [now],
-            )
-            cursor.execute(
-                f"DELETE FROM {due_table} AS d USING {temp} AS v WHERE d.enrollment_id = v.id "
-                "AND (v.status <> %s OR v.next_due_at IS NULL)",
-                [Enrollment.ACTIVE],
-            )
-            cursor.execute(
-                f"UPDATE {due_table} AS d SET due_at = v.next_due_at FROM {temp} AS v WHERE d.enrollment_id = v.id "
-                "AND v.status = %s AND v.next_due_at IS NOT NULL AND d.due_at <> v.next_due_at",
-                [Enrollment.ACTIVE],
-            )
+            with bulk.keyed_join(cursor):  # a shard's rows, not the whole table
+                cursor.execute(
+                    f"UPDATE {table} AS e SET status = v.status, next_step = v.next_step, "
+                    "next_due_at = v.next_due_at, "
+                    "exit_reason = CASE WHEN v.exit_reason = '' THEN e.exit_reason ELSE v.exit_reason END, "
+                    f"held_out = v.held_out, updated_at = %s FROM {temp} AS v WHERE e.id = v.id",
+                    [now],
+                )
+                cursor.execute(
+                    f"DELETE FROM {due_table} AS d USING {temp} AS v WHERE d.enrollment_id = v.id "
+                    "AND (v.status <> %s OR v.next_due_at IS NULL)",
+                    [Enrollment.ACTIVE],
+                )
+                cursor.execute(
+                    f"UPDATE {due_table} AS d SET due_at = v.next_due_at FROM {temp} AS v "
+                    "WHERE d.enrollment_id = v.id AND v.status = %s AND v.next_due_at IS NOT NULL "
+                    "AND d.due_at <> v.next_due_at",
+                    [Enrollment.ACTIVE],
+                )
             cursor.execute(f"DROP TABLE {temp}")
             return
         adapt = connection.ops.adapt_datetimefield_value

@@ -135,3 +135,42 @@ def test_read_frame_reads_numbers_text_flags_and_nothing(enrollments):
     assert [json.loads(v) for v in frame["context"]] == [e.context for e in enrollments]  # JSON as text
     empty = bulk.read_frame(rows.filter(pk__lt=0), ["id", "customer", "held", "reason", "step", "key", "context"])
     assert len(empty) == 0 and list(empty.columns)[:2] == ["id", "customer"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner settings: PostgreSQL only")
+def test_a_keyed_join_looks_rows_up_by_key_and_restores_the_planner_settings(enrollments):
+    """Inside ``keyed_join`` a temporary table is joined to a big table by look-ups in its
+    key index (a nested loop), not by reading the big table into a hash; on the way out,
+    even through an error, the transaction's planner settings are what they were (here one
+    of them was already off)."""
+    from oscar_journeys.models import Enrollment
+
+    def settings():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
+            return cursor.fetchone()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_mergejoin = off")
+        temp = bulk.copy_to_temp(cursor, Enrollment, {"id": [enrollments[0].pk], "status": ["completed"]})
+        with pytest.raises(ZeroDivisionError), bulk.keyed_join(cursor):
+            assert settings() == ("off", "off")
+            cursor.execute(
+                f"EXPLAIN UPDATE oscar_journeys_enrollment AS e SET status = v.status FROM {temp} AS v WHERE e.id = v.id"
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            1 / 0
+    assert "Nested Loop" in plan and "Index Scan using oscar_journeys_enrollment_pkey" in plan, plan
+    assert "Hash" not in plan and "Merge" not in plan, plan
+    assert settings() == ("on", "off")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner settings: PostgreSQL only")
+def test_a_database_error_in_a_keyed_join_is_not_hidden_and_its_rollback_restores_the_settings(enrollments):
+    from django.db import DatabaseError, transaction
+
+    with connection.cursor() as cursor:
+        with pytest.raises(DatabaseError, match="no_such_table"), transaction.atomic(), bulk.keyed_join(cursor):
+            cursor.execute("SELECT * FROM no_such_table")
+        cursor.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
+        assert cursor.fetchone() == ("on", "on")
