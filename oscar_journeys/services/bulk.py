@@ -7,7 +7,9 @@ one statement: on PostgreSQL ``COPY``'d into a temporary table (``copy_to_temp``
 ``executemany``. The triggers enroll with ``insert_ignoring_conflicts`` (a frame in, a count
 out); the decision round writes decisions and their messages with
 ``insert_rows_with_children`` on PostgreSQL (one statement) and ``insert_rows`` elsewhere
-(columns in, the new messages' ids out).
+(columns in, the new messages' ids out). A statement that joins a temporary table to a big
+table by its key runs inside ``keyed_join`` (key look-ups: the work of the temporary
+table's rows, not of the big table's).
 """
 
 import contextlib
